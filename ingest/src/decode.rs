@@ -1,0 +1,382 @@
+//! Export object bytes → findings: gzip sniffing, streaming decompression, and splitting the
+//! text into JSON values.
+//!
+//! GuardDuty writes one finding per line, but the reader does not trust `\n` alone: a line
+//! holding several values is split, and a value spread over several lines (pretty-printed
+//! JSON) is joined. A line that cannot be read is reported with its number and the reason,
+//! and reading resumes at the next line. Memory holds one chunk plus the longest value.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use gdq_schemas::{LineError, ParsedFinding, parse_finding};
+use serde_json::value::RawValue;
+
+const CHUNK: u64 = 1 << 20;
+/// A value joined over lines may grow to this many bytes before its first line is given up.
+const MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// A line (or value) that could not become a finding.
+#[derive(Debug)]
+pub struct BadLine {
+    /// 1-based number of the line the value starts on.
+    pub line: u64,
+    pub reason: LineError,
+    pub bytes: Vec<u8>,
+}
+
+/// What the decoder found, in input order.
+pub enum Event<'a, 'f> {
+    Finding {
+        line: u64,
+        finding: &'f ParsedFinding<'a>,
+    },
+    Bad(BadLine),
+}
+
+/// Counts of what a stream held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCounts {
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub bytes: u64,
+}
+
+/// Wraps `input` in a gzip decoder (multi-member) when it starts with the gzip magic bytes.
+pub fn maybe_gunzip<'r, R: Read + 'r>(input: R) -> io::Result<Box<dyn Read + 'r>> {
+    let mut buffered = BufReader::with_capacity(256 << 10, input);
+    let head = buffered.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(buffered)))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+enum LineOutcome {
+    Done,
+    /// The line starts a value that continues on the next lines.
+    NeedsMore(LineError),
+}
+
+/// Reads `input` (already decompressed) to the end and reports every finding and bad line
+/// to `on_event`. An I/O error (for instance a corrupt gzip stream) ends the stream: what was
+/// reported before it stands, and the error is returned with the counts so far.
+pub fn for_each_finding<R: Read>(
+    mut input: R,
+    mut on_event: impl FnMut(Event<'_, '_>),
+) -> Result<StreamCounts, (io::Error, StreamCounts)> {
+    let mut counts = StreamCounts::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * CHUNK as usize);
+    let mut pos = 0usize;
+    let mut eof = false;
+    let mut stream_error: Option<io::Error> = None;
+    // While joining lines: the error of the first line, its length, and how far the joined
+    // text reaches (relative to `pos`, including the newline).
+    let mut joining: Option<(LineError, usize, usize, u64)> = None;
+
+    loop {
+        let search_from = pos + joining.as_ref().map_or(0, |j| j.2);
+        let newline = buf[search_from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|i| search_from + i);
+        let Some(end) = newline else {
+            if eof {
+                if let Some((reason, first_len, _, _)) =
+                    joining.take().filter(|_| stream_error.is_none())
+                {
+                    counts.lines += 1;
+                    on_event(Event::Bad(BadLine {
+                        line: counts.lines,
+                        reason,
+                        bytes: buf[pos..pos + first_len].to_vec(),
+                    }));
+                    pos += first_len + 1;
+                    continue;
+                }
+                break;
+            }
+            buf.drain(..pos);
+            pos = 0;
+            let before = buf.len();
+            // On an error, the bytes read before it are still appended to `buf`: decode them,
+            // drop the unfinished last line, and report the error at the end.
+            let result = input.by_ref().take(CHUNK).read_to_end(&mut buf);
+            counts.bytes += (buf.len() - before) as u64;
+            if let Err(e) = result {
+                stream_error = Some(e);
+                eof = true;
+                continue;
+            }
+            if buf.len() == before {
+                eof = true;
+                if buf.last().is_some_and(|&b| b != b'\n') {
+                    buf.push(b'\n');
+                }
+            }
+            continue;
+        };
+
+        match joining.take() {
+            None => {
+                let line_no = counts.lines + 1;
+                match handle_line(&buf[pos..end], line_no, &mut counts, &mut on_event) {
+                    LineOutcome::Done => {
+                        counts.lines += 1;
+                        pos = end + 1;
+                    }
+                    LineOutcome::NeedsMore(reason) => {
+                        let first_len = end - pos;
+                        joining = Some((reason, first_len, first_len + 1, 1));
+                    }
+                }
+            }
+            Some((reason, first_len, _, joined_lines)) => {
+                let text = &buf[pos..end];
+                let parsed = std::str::from_utf8(text)
+                    .map_err(|_| LineError::NotUtf8(0))
+                    .and_then(parse_finding);
+                match parsed {
+                    Ok(finding) => {
+                        on_event(Event::Finding {
+                            line: counts.lines + 1,
+                            finding: &finding,
+                        });
+                        counts.lines += joined_lines + 1;
+                        pos = end + 1;
+                    }
+                    Err(LineError::Incomplete(_)) if text.len() < MAX_VALUE_BYTES => {
+                        joining = Some((reason, first_len, end + 1 - pos, joined_lines + 1));
+                    }
+                    Err(_) => {
+                        counts.lines += 1;
+                        on_event(Event::Bad(BadLine {
+                            line: counts.lines,
+                            reason,
+                            bytes: buf[pos..pos + first_len].to_vec(),
+                        }));
+                        pos += first_len + 1;
+                    }
+                }
+            }
+        }
+    }
+    match stream_error {
+        Some(e) => Err((e, counts)),
+        None => Ok(counts),
+    }
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
+    &line[start..end.max(start)]
+}
+
+fn handle_line(
+    raw: &[u8],
+    line: u64,
+    counts: &mut StreamCounts,
+    on_event: &mut impl FnMut(Event<'_, '_>),
+) -> LineOutcome {
+    let bytes = trim(raw);
+    if bytes.is_empty() {
+        counts.blank_lines += 1;
+        return LineOutcome::Done;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            on_event(Event::Bad(BadLine {
+                line,
+                reason: LineError::NotUtf8(e.valid_up_to()),
+                bytes: bytes.to_vec(),
+            }));
+            return LineOutcome::Done;
+        }
+    };
+    match parse_finding(text) {
+        Ok(finding) => on_event(Event::Finding {
+            line,
+            finding: &finding,
+        }),
+        Err(LineError::Incomplete(e)) => return LineOutcome::NeedsMore(LineError::Incomplete(e)),
+        Err(LineError::TrailingText(_)) => split_values(text, line, on_event),
+        Err(reason) => on_event(Event::Bad(BadLine {
+            line,
+            reason,
+            bytes: bytes.to_vec(),
+        })),
+    }
+    LineOutcome::Done
+}
+
+/// Several JSON values on one line: each becomes a finding or a bad value of its own.
+fn split_values(text: &str, line: u64, on_event: &mut impl FnMut(Event<'_, '_>)) {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
+    let mut consumed = 0;
+    while let Some(next) = stream.next() {
+        match next {
+            Ok(value) => {
+                consumed = stream.byte_offset();
+                match parse_finding(value.get()) {
+                    Ok(finding) => on_event(Event::Finding {
+                        line,
+                        finding: &finding,
+                    }),
+                    Err(reason) => on_event(Event::Bad(BadLine {
+                        line,
+                        reason,
+                        bytes: value.get().as_bytes().to_vec(),
+                    })),
+                }
+            }
+            Err(e) => {
+                let rest = text[consumed..].trim();
+                on_event(Event::Bad(BadLine {
+                    line,
+                    reason: LineError::NotJson(e.to_string()),
+                    bytes: rest.as_bytes().to_vec(),
+                }));
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Ok(u64, String),
+        Bad(u64, String),
+    }
+
+    fn decode(input: &[u8]) -> (Vec<Seen>, StreamCounts) {
+        let mut seen = Vec::new();
+        let counts = for_each_finding(input, |e| match e {
+            Event::Finding { line, finding } => seen.push(Seen::Ok(line, finding.id().to_string())),
+            Event::Bad(b) => seen.push(Seen::Bad(b.line, b.reason.to_string())),
+        })
+        .map_err(|(e, _)| e)
+        .unwrap();
+        (seen, counts)
+    }
+
+    fn ok(line: u64, id: &str) -> Seen {
+        Seen::Ok(line, id.to_string())
+    }
+
+    #[test]
+    fn one_finding_per_line_with_or_without_final_newline() {
+        let (seen, counts) =
+            decode(b"{\"id\":\"a\",\"type\":\"T\"}\n{\"id\":\"b\",\"type\":\"T\"}");
+        assert_eq!(seen, vec![ok(1, "a"), ok(2, "b")]);
+        assert_eq!(counts.lines, 2);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_and_reading_resumes() {
+        let input = b"{\"id\":\"a\",\"type\":\"T\"}\n{\"id\":\"trunc\n\n[1]\n{\"type\":\"T\"}\n\xff\xfe\n{\"id\":\"b\",\"type\":\"T\"}\r\n";
+        let (seen, counts) = decode(input);
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert_eq!(seen[0], ok(1, "a"));
+        assert!(
+            matches!(&seen[1], Seen::Bad(2, r) if r.starts_with("incomplete JSON")),
+            "{seen:?}"
+        );
+        assert!(matches!(&seen[2], Seen::Bad(4, r) if r == "not a JSON object"));
+        assert!(matches!(&seen[3], Seen::Bad(5, r) if r == "no `id` string"));
+        assert!(matches!(&seen[4], Seen::Bad(6, r) if r.starts_with("not UTF-8")));
+        assert_eq!(seen[5], ok(7, "b"));
+        assert_eq!(counts.blank_lines, 1);
+        assert_eq!(counts.lines, 7);
+    }
+
+    #[test]
+    fn several_values_on_one_line_are_split() {
+        let (seen, _) =
+            decode(b"{\"id\":\"a\",\"type\":\"T\"} {\"id\":\"b\",\"type\":\"T\"}{\"oops\n");
+        assert_eq!(seen[0], ok(1, "a"));
+        assert_eq!(seen[1], ok(1, "b"));
+        assert!(matches!(&seen[2], Seen::Bad(1, _)));
+    }
+
+    #[test]
+    fn pretty_printed_values_are_joined() {
+        let input = b"{\n  \"id\": \"a\",\n  \"type\": \"T\"\n}\n{\"id\":\"b\",\"type\":\"T\"}\n";
+        let (seen, counts) = decode(input);
+        assert_eq!(seen, vec![ok(1, "a"), ok(5, "b")]);
+        assert_eq!(counts.lines, 5);
+    }
+
+    #[test]
+    fn a_truncated_line_does_not_swallow_the_next_one() {
+        let input = b"{\"id\":\"a\",\"ty\n{\"id\":\"b\",\"type\":\"T\"}\n{\"id\":\"c\",\n{\"id\":\"d\",\"type\":\"T\"}\n";
+        let (seen, _) = decode(input);
+        assert!(matches!(&seen[0], Seen::Bad(1, _)));
+        assert_eq!(seen[1], ok(2, "b"));
+        assert!(matches!(&seen[2], Seen::Bad(3, _)));
+        assert_eq!(seen[3], ok(4, "d"));
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic_bytes_and_members_are_concatenated() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut out = Vec::new();
+        for part in [
+            &b"{\"id\":\"a\",\"type\":\"T\"}\n"[..],
+            &b"{\"id\":\"b\",\"type\":\"T\"}\n"[..],
+        ] {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+            enc.write_all(part).unwrap();
+            out.extend(enc.finish().unwrap());
+        }
+        let (seen, _) = decode_reader(maybe_gunzip(&out[..]).unwrap());
+        assert_eq!(seen, vec![ok(1, "a"), ok(2, "b")]);
+        let (seen, _) = decode_reader(maybe_gunzip(&b"{\"id\":\"p\",\"type\":\"T\"}"[..]).unwrap());
+        assert_eq!(seen, vec![ok(1, "p")]);
+    }
+
+    #[test]
+    fn corrupt_gzip_keeps_what_came_before_and_reports_the_error() {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+        for i in 0..2000 {
+            writeln!(
+                enc,
+                "{{\"id\":\"{i}\",\"type\":\"T\",\"pad\":\"{}\"}}",
+                "x".repeat(i % 97)
+            )
+            .unwrap();
+        }
+        let mut gz = enc.finish().unwrap();
+        let cut = gz.len() / 2;
+        gz.truncate(cut);
+        let mut found = 0;
+        let result = for_each_finding(maybe_gunzip(&gz[..]).unwrap(), |e| {
+            if let Event::Finding { .. } = e {
+                found += 1;
+            }
+        });
+        assert!(result.is_err());
+        assert!(found > 0 && found < 2000, "{found}");
+    }
+
+    fn decode_reader(r: impl Read) -> (Vec<Seen>, StreamCounts) {
+        let mut bytes = Vec::new();
+        let mut r = r;
+        r.read_to_end(&mut bytes).unwrap();
+        decode(&bytes)
+    }
+}

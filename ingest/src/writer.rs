@@ -1,0 +1,187 @@
+//! Parquet files of one type partition, staged inside a batch until it commits.
+//!
+//! Each batch of rows handed to [`PartitionWriter::write`] is sorted by `updated_at` and
+//! becomes one row group, so row-group statistics prune time ranges while memory stays
+//! bounded; files roll over at a target size so one ingest writes few, large files.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_select::take::take_record_batch;
+use gdq_schemas::{SCHEMA_VERSION, findings_schema, partition_dir_name};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::IngestError;
+
+/// Where the table's data files live, relative to the warehouse root.
+pub const FINDINGS_DIR: &str = "findings";
+
+/// A finished data file, staged and ready to publish.
+#[derive(Debug, Clone)]
+pub struct StagedFile {
+    /// Path relative to the warehouse root once published (`findings/type=…/….parquet`).
+    pub relative_path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Writer properties of gdq's data files. zstd only on the raw `finding` column: zstd state
+/// for every column of ~135 open partitions costs ~360 MB (PROTOTYPE.md); snappy elsewhere.
+pub fn writer_properties() -> WriterProperties {
+    let finding = ColumnPath::from("finding");
+    let zstd1 = ZstdLevel::try_new(1)
+        .map(Compression::ZSTD)
+        .unwrap_or(Compression::SNAPPY);
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_column_compression(finding.clone(), zstd1)
+        .set_column_dictionary_enabled(finding.clone(), false)
+        .set_column_statistics_enabled(finding, EnabledStatistics::None)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "gdq.schema_version".to_string(),
+            SCHEMA_VERSION.to_string(),
+        )]))
+        .build()
+}
+
+/// Sorts a batch by `updated_at` (nulls first), stable, so row groups are ordered.
+pub fn sort_by_updated_at(batch: &RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let Some(column) = batch.column_by_name("updated_at") else {
+        return Ok(batch.clone());
+    };
+    let indices = lexsort_to_indices(
+        &[SortColumn {
+            values: Arc::clone(column),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        }],
+        None,
+    )?;
+    take_record_batch(batch, &indices)
+}
+
+/// The open and finished files of one type within one batch.
+pub struct PartitionWriter {
+    finding_type: String,
+    staging_root: PathBuf,
+    file_prefix: String,
+    target_file_bytes: u64,
+    next_part: u32,
+    current: Option<(ArrowWriter<BufWriter<File>>, String, u64)>,
+    finished: Vec<StagedFile>,
+}
+
+impl PartitionWriter {
+    /// Files go to `<staging_root>/findings/type=<enc>/<file_prefix>-<part>.parquet`.
+    pub fn new(
+        finding_type: &str,
+        staging_root: &Path,
+        file_prefix: &str,
+        target_file_bytes: u64,
+    ) -> Self {
+        PartitionWriter {
+            finding_type: finding_type.to_string(),
+            staging_root: staging_root.to_path_buf(),
+            file_prefix: file_prefix.to_string(),
+            target_file_bytes,
+            next_part: 0,
+            current: None,
+            finished: Vec::new(),
+        }
+    }
+
+    fn parquet_err(&self) -> impl FnOnce(parquet::errors::ParquetError) -> IngestError + '_ {
+        |source| IngestError::Parquet {
+            finding_type: self.finding_type.clone(),
+            source,
+        }
+    }
+
+    /// Writes one batch as one row group, sorted by `updated_at`.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let sorted = sort_by_updated_at(batch)?;
+        if self.current.is_none() {
+            self.open_next()?;
+        }
+        let finding_type = self.finding_type.clone();
+        let err = |source| IngestError::Parquet {
+            finding_type: finding_type.clone(),
+            source,
+        };
+        let Some((writer, _, rows)) = self.current.as_mut() else {
+            return Ok(());
+        };
+        writer.write(&sorted).map_err(err)?;
+        writer.flush().map_err(err)?;
+        *rows += sorted.num_rows() as u64;
+        if writer.bytes_written() as u64 >= self.target_file_bytes {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    fn open_next(&mut self) -> Result<(), IngestError> {
+        let relative_dir = format!("{FINDINGS_DIR}/{}", partition_dir_name(&self.finding_type));
+        let dir = self.staging_root.join(&relative_dir);
+        std::fs::create_dir_all(&dir).map_err(IngestError::warehouse(&dir))?;
+        let name = format!("{}-{:05}.parquet", self.file_prefix, self.next_part);
+        self.next_part += 1;
+        let path = dir.join(&name);
+        let file = File::create(&path).map_err(IngestError::warehouse(&path))?;
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            findings_schema(),
+            Some(writer_properties()),
+        )
+        .map_err(self.parquet_err())?;
+        self.current = Some((writer, format!("{relative_dir}/{name}"), 0));
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<(), IngestError> {
+        let Some((writer, relative_path, rows)) = self.current.take() else {
+            return Ok(());
+        };
+        let finding_type = self.finding_type.clone();
+        let buffered = writer.into_inner().map_err(|source| IngestError::Parquet {
+            finding_type,
+            source,
+        })?;
+        let path = self.staging_root.join(&relative_path);
+        let file = buffered.into_inner().map_err(|e| IngestError::Warehouse {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(IngestError::warehouse(&path))?;
+        let bytes = file
+            .metadata()
+            .map_err(IngestError::warehouse(&path))?
+            .len();
+        self.finished.push(StagedFile {
+            relative_path,
+            rows,
+            bytes,
+        });
+        Ok(())
+    }
+
+    /// Closes the open file (writing its footer) and returns every file of this partition.
+    pub fn finish(mut self) -> Result<Vec<StagedFile>, IngestError> {
+        self.close_current()?;
+        Ok(self.finished)
+    }
+}

@@ -1,0 +1,290 @@
+//! Command-line interface.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gdq_ingest::{IngestError, IngestOptions, IngestSummary, Warehouse, ingest_local};
+use gdq_query::{OutputFormat, QueryError, open_session, run_sql};
+
+use crate::exit::{Failure, Status};
+
+const AFTER_HELP: &str = "\
+Examples:
+  gdq ingest testdata/exports
+  gdq \"select type, count(*) from findings group by type order by 2 desc\"
+  gdq --format csv \"select id, severity, title from findings_latest where severity >= 7\"
+  gdq \"select json_get_str(finding, 'service', 'runtimeDetails', 'process', 'name') from findings limit 5\"
+
+Exit status: 0 ok, 1 failure (unreadable input or warehouse), 2 bad usage or SQL,
+3 ingest finished but quarantined lines or objects (see <warehouse>/_gdq/quarantine/).";
+
+/// GuardDuty findings exports → a queryable Parquet history.
+///
+/// With SQL and no subcommand, runs the SQL over the warehouse (`gdq query`).
+#[derive(Parser, Debug)]
+#[command(name = "gdq", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    warehouse: WarehouseArg,
+    #[command(flatten)]
+    query: QueryArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct WarehouseArg {
+    /// Warehouse directory.
+    #[arg(
+        long,
+        global = true,
+        env = "GDQ_WAREHOUSE",
+        default_value = "gdq-warehouse",
+        value_name = "DIR"
+    )]
+    warehouse: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct QueryArgs {
+    /// Output format: table, csv, tsv, json, ndjson.
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    format: OutputFormat,
+    /// Read the SQL from a file.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "sql"
+    )]
+    file: Option<PathBuf>,
+    /// SQL to run; several statements may be separated by `;`. Without it (and without -f),
+    /// the SQL is read from standard input.
+    sql: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ingest GuardDuty export files (`.jsonl.gz`, `.jsonl`) or folders of them.
+    #[command(
+        after_help = "Example:\n  gdq ingest --warehouse ./wh ~/exports/AWSLogs\n\nFolders are walked recursively. Objects already in the warehouse are skipped, so\nrunning the same ingest twice changes nothing."
+    )]
+    Ingest(IngestArgs),
+    /// Run SQL over the warehouse (tables: findings, findings_latest).
+    #[command(
+        after_help = "Example:\n  gdq query \"select severity_label, count(*) from findings_latest group by 1\""
+    )]
+    Query(QueryArgs),
+    /// Print the table schema.
+    #[command(after_help = "Example:\n  gdq schema --markdown")]
+    Schema(SchemaArgs),
+}
+
+#[derive(Args, Debug)]
+struct IngestArgs {
+    /// Export files or folders.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Close a data file and start another past this many MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    target_file_mib: u64,
+}
+
+#[derive(Args, Debug)]
+struct SchemaArgs {
+    /// Print the column table as Markdown.
+    #[arg(long)]
+    markdown: bool,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let warehouse = cli.warehouse.warehouse;
+    match cli.command {
+        Some(Command::Ingest(args)) => ingest(&warehouse, args),
+        Some(Command::Query(args)) => query(&warehouse, args),
+        Some(Command::Schema(args)) => schema(args),
+        None => query(&warehouse, cli.query),
+    }
+}
+
+fn ingest_failure(e: IngestError) -> Failure {
+    let code = match e {
+        IngestError::MissingPath(_) => Status::Usage,
+        _ => Status::Failed,
+    };
+    Failure::new(code, e)
+}
+
+fn ingest(warehouse: &std::path::Path, args: IngestArgs) -> Result<ExitCode, Failure> {
+    let mut options = IngestOptions {
+        target_file_bytes: args.target_file_mib.max(1) << 20,
+        ..IngestOptions::default()
+    };
+    if let Some(threads) = args.threads {
+        options.threads = threads.max(1);
+    }
+    let summary =
+        ingest_local(&Warehouse::new(warehouse), &args.paths, &options).map_err(ingest_failure)?;
+    for problem in &summary.problems {
+        eprintln!("gdq: {problem}");
+    }
+    print_summary(warehouse, &summary);
+    let status = if summary.objects_failed > 0 {
+        Status::Failed
+    } else if summary.has_quarantine() {
+        Status::Quarantined
+    } else {
+        Status::Ok
+    };
+    Ok(status.into())
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn print_summary(warehouse: &std::path::Path, s: &IngestSummary) {
+    let secs = s.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        s.rows as f64 / secs
+    } else {
+        0.0
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "ingest into {}", warehouse.display());
+    if !s.recovery.published.is_empty() || !s.recovery.discarded.is_empty() {
+        let _ = writeln!(
+            out,
+            "  recovered   {} interrupted commit(s) finished, {} uncommitted batch(es) discarded",
+            s.recovery.published.len(),
+            s.recovery.discarded.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  objects     {} found: {} ingested, {} already in the warehouse, {} failed, {} read in part",
+        s.objects, s.objects_ingested, s.objects_skipped, s.objects_failed, s.objects_partial
+    );
+    let _ = writeln!(
+        out,
+        "  findings    {} rows written in {} files ({} commits)",
+        s.rows, s.files_written, s.commits
+    );
+    let _ = writeln!(
+        out,
+        "  quarantined {} lines, {} objects (in {}/_gdq/quarantine/)",
+        s.lines_quarantined,
+        s.objects_partial,
+        warehouse.display()
+    );
+    let _ = writeln!(
+        out,
+        "  read        {} stored, {} of JSON; {} blank lines",
+        mb(s.bytes_stored),
+        mb(s.bytes_json),
+        s.blank_lines
+    );
+    if s.ignored_files > 0 {
+        let _ = writeln!(
+            out,
+            "  ignored     {} files that are not .jsonl or .jsonl.gz",
+            s.ignored_files
+        );
+    }
+    let _ = writeln!(out, "  elapsed     {secs:.2} s ({rate:.0} findings/s)");
+}
+
+fn read_sql(args: &QueryArgs) -> Result<String, Failure> {
+    if let Some(sql) = &args.sql {
+        return Ok(sql.clone());
+    }
+    if let Some(path) = &args.file {
+        return std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                Status::Usage,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        });
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(Failure::new(
+            Status::Usage,
+            "no SQL given: pass it as an argument, with -f FILE, or on standard input (see gdq --help)",
+        ));
+    }
+    let mut sql = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut sql)
+        .map_err(|e| Failure::new(Status::Usage, format!("cannot read standard input: {e}")))?;
+    Ok(sql)
+}
+
+fn query_failure(e: QueryError) -> Failure {
+    let code = match e {
+        QueryError::Plan(_) => Status::Usage,
+        _ => Status::Failed,
+    };
+    Failure::new(code, e)
+}
+
+fn query(warehouse: &std::path::Path, args: QueryArgs) -> Result<ExitCode, Failure> {
+    let sql = read_sql(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                Status::Failed,
+                format!("cannot start the query runtime: {e}"),
+            )
+        })?;
+    runtime.block_on(async {
+        let (ctx, warning) = open_session(warehouse).await.map_err(query_failure)?;
+        if let Some(warning) = warning {
+            eprintln!("gdq: {warning}");
+        }
+        let results = run_sql(&ctx, &sql).await.map_err(query_failure)?;
+        let mut out = std::io::stdout().lock();
+        for result in &results {
+            gdq_query::format::write_result(&mut out, result, args.format)
+                .map_err(query_failure)?;
+        }
+        out.flush().map_err(|e| Failure::new(Status::Failed, e))?;
+        Ok(Status::Ok.into())
+    })
+}
+
+fn schema(args: SchemaArgs) -> Result<ExitCode, Failure> {
+    let mut out = std::io::stdout().lock();
+    if args.markdown {
+        let _ = write!(out, "{}", gdq_schemas::schema_markdown());
+    } else {
+        let width = gdq_schemas::COLUMNS
+            .iter()
+            .map(|c| c.name.len())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{:width$}  {:<28}  {}",
+            "type", "Utf8 (partition)", "Finding type, from the directory name"
+        );
+        for c in gdq_schemas::COLUMNS {
+            let _ = writeln!(
+                out,
+                "{:width$}  {:<28}  {}",
+                c.name,
+                c.kind.data_type().to_string(),
+                c.meaning
+            );
+        }
+    }
+    Ok(Status::Ok.into())
+}

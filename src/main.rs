@@ -1,0 +1,22 @@
+//! `gdq`: GuardDuty findings exports → a queryable Parquet history.
+//!
+//! Argument parsing and wiring only: the work lives in the `gdq-ingest` and `gdq-query`
+//! crates, the table contract in `gdq-schemas`.
+
+mod cli;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("gdq: {}", failure.message);
+            failure.code.into()
+        }
+    }
+}
