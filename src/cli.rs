@@ -29,6 +29,8 @@ pub struct Cli {
     #[command(flatten)]
     warehouse: WarehouseArg,
     #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
     query: QueryArgs,
     #[command(subcommand)]
     command: Option<Command>,
@@ -48,10 +50,14 @@ struct WarehouseArg {
 }
 
 #[derive(Args, Debug, Clone)]
-struct QueryArgs {
-    /// Output format: table, csv, tsv, json, ndjson.
-    #[arg(long, default_value = "table", value_name = "FORMAT")]
+struct OutputArgs {
+    /// Output format of query results: table, csv, tsv, json, ndjson.
+    #[arg(long, global = true, default_value = "table", value_name = "FORMAT")]
     format: OutputFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+struct QueryArgs {
     /// Read the SQL from a file.
     #[arg(
         short = 'f',
@@ -93,6 +99,10 @@ struct IngestArgs {
     /// Close a data file and start another past this many MiB.
     #[arg(long, default_value_t = 512, value_name = "MIB")]
     target_file_mib: u64,
+    /// Commit after this many MiB of input (as stored): bounds what a crash makes the next
+    /// run redo. 0 commits after every object.
+    #[arg(long, default_value_t = 4096, value_name = "MIB")]
+    commit_mib: u64,
 }
 
 #[derive(Args, Debug)]
@@ -106,9 +116,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let warehouse = cli.warehouse.warehouse;
     match cli.command {
         Some(Command::Ingest(args)) => ingest(&warehouse, args),
-        Some(Command::Query(args)) => query(&warehouse, args),
+        Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
         Some(Command::Schema(args)) => schema(args),
-        None => query(&warehouse, cli.query),
+        None => query(&warehouse, cli.query, cli.output.format),
     }
 }
 
@@ -172,7 +182,7 @@ fn print_summary(warehouse: &std::path::Path, s: &IngestSummary) {
     );
     let _ = writeln!(
         out,
-        "  findings    {} rows written in {} files ({} commits)",
+        "  findings    {} rows written in {} files, {} commit(s)",
         s.rows, s.files_written, s.commits
     );
     let _ = writeln!(
@@ -234,7 +244,11 @@ fn query_failure(e: QueryError) -> Failure {
     Failure::new(code, e)
 }
 
-fn query(warehouse: &std::path::Path, args: QueryArgs) -> Result<ExitCode, Failure> {
+fn query(
+    warehouse: &std::path::Path,
+    args: QueryArgs,
+    format: OutputFormat,
+) -> Result<ExitCode, Failure> {
     let sql = read_sql(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -253,8 +267,7 @@ fn query(warehouse: &std::path::Path, args: QueryArgs) -> Result<ExitCode, Failu
         let results = run_sql(&ctx, &sql).await.map_err(query_failure)?;
         let mut out = std::io::stdout().lock();
         for result in &results {
-            gdq_query::format::write_result(&mut out, result, args.format)
-                .map_err(query_failure)?;
+            gdq_query::format::write_result(&mut out, result, format).map_err(query_failure)?;
         }
         out.flush().map_err(|e| Failure::new(Status::Failed, e))?;
         Ok(Status::Ok.into())
@@ -273,8 +286,8 @@ fn schema(args: SchemaArgs) -> Result<ExitCode, Failure> {
             .unwrap_or(0);
         let _ = writeln!(
             out,
-            "{:width$}  {:<28}  {}",
-            "type", "Utf8 (partition)", "Finding type, from the directory name"
+            "{:width$}  {:<28}  Finding type, from the directory name",
+            "type", "Utf8 (partition)"
         );
         for c in gdq_schemas::COLUMNS {
             let _ = writeln!(

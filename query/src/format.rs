@@ -1,6 +1,12 @@
 //! Output formats of query results, as in datafusion-cli.
 
 use std::io::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use datafusion::arrow::csv::WriterBuilder;
 use datafusion::arrow::json::{ArrayWriter, LineDelimitedWriter};
@@ -41,6 +47,36 @@ impl std::str::FromStr for OutputFormat {
     }
 }
 
+/// CSV cannot hold nested values: lists and structs are written as their display text.
+fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let options = FormatOptions::default();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if field.data_type().is_nested() {
+            let formatter =
+                ArrayFormatter::try_new(column.as_ref(), &options).map_err(output_err)?;
+            let text: StringArray = (0..column.len())
+                .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(column));
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(output_err)
+}
+
 fn output_err(e: impl std::fmt::Display) -> QueryError {
     QueryError::Output(e.to_string())
 }
@@ -69,12 +105,11 @@ pub fn write_result(
                 .with_delimiter(delimiter)
                 .build(&mut *out);
             if batches.is_empty() {
-                let empty =
-                    datafusion::arrow::record_batch::RecordBatch::new_empty(result.schema.clone());
-                writer.write(&empty).map_err(output_err)?;
+                let empty = RecordBatch::new_empty(result.schema.clone());
+                writer.write(&flatten_nested(&empty)?).map_err(output_err)?;
             }
             for batch in batches {
-                writer.write(batch).map_err(output_err)?;
+                writer.write(&flatten_nested(batch)?).map_err(output_err)?;
             }
         }
         OutputFormat::Json => {

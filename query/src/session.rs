@@ -91,7 +91,7 @@ pub struct QueryResult {
 
 /// Runs every `;`-separated statement of `sql`; returns the results of each.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<QueryResult>, QueryError> {
-    let statements = DFParser::parse_sql(sql).map_err(|e| QueryError::Plan(e.into()))?;
+    let statements = DFParser::parse_sql(sql).map_err(QueryError::Plan)?;
     if statements.is_empty() {
         return Err(QueryError::Plan(datafusion::error::DataFusionError::Plan(
             "no SQL statement given".into(),

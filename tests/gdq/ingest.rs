@@ -1,0 +1,287 @@
+//! `gdq ingest`: every good line in, every bad one quarantined, nothing twice.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn bundled_exports_ingest_every_finding_under_its_exact_type() {
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[&testdata("exports")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = oracle_type_counts(&testdata("exports"));
+    assert!(
+        expected.keys().any(|t| t.contains('&') && t.contains('!')),
+        "corpus should hold a type with & and !"
+    );
+    assert_eq!(gdq_type_counts(wh.path()), expected);
+    let summary = stdout(&out);
+    let total: u64 = expected.values().sum();
+    assert!(
+        summary.contains(&format!("{total} rows written")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn reingesting_the_same_files_changes_nothing() {
+    let wh = tempdir();
+    let first = ingest(wh.path(), &[&testdata("exports")]);
+    assert!(first.status.success());
+    let before = row_fingerprint(wh.path());
+    let files_before = export_files_in(wh.path());
+
+    let again = ingest(wh.path(), &[&testdata("exports")]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("0 ingested, 11 already in the warehouse"),
+        "{}",
+        stdout(&again)
+    );
+
+    // A copy of the exports elsewhere is the same data: recognised by content.
+    let copy = tempdir();
+    copy_tree(&testdata("exports"), copy.path());
+    let copied = ingest(wh.path(), &[copy.path()]);
+    assert!(
+        stdout(&copied).contains("0 ingested"),
+        "{}",
+        stdout(&copied)
+    );
+
+    assert_eq!(row_fingerprint(wh.path()), before);
+    assert_eq!(export_files_in(wh.path()), files_before);
+}
+
+fn export_files_in(warehouse: &Path) -> Vec<(String, u64)> {
+    let mut files = Vec::new();
+    let mut stack = vec![warehouse.join("findings")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push((
+                    p.strip_prefix(warehouse).unwrap().display().to_string(),
+                    p.metadata().unwrap().len(),
+                ));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+fn quarantine_records(warehouse: &Path) -> Vec<Value> {
+    let dir = warehouse.join("_gdq/quarantine");
+    let mut records = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        records.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    records
+}
+
+#[test]
+fn corrupt_lines_are_quarantined_and_every_good_line_is_ingested() {
+    let corpus = testdata("corrupt");
+    let mut good = 0u64;
+    let mut bad = 0u64;
+    for f in export_files(&corpus) {
+        let lines = raw_lines(&f);
+        for line in &lines[..lines.len() - 1] {
+            match classify(line) {
+                Oracle::Good(_) => good += 1,
+                Oracle::Bad => bad += 1,
+                Oracle::Blank => {}
+            }
+        }
+    }
+    assert!(
+        bad > 10 && good > 400,
+        "the corrupt corpus should hold both: {good} good, {bad} bad"
+    );
+
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[&corpus]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "quarantine must show in the exit status\n{}",
+        stderr(&out)
+    );
+    assert_eq!(sql_count(wh.path(), "select count(*) from findings"), good);
+    let records = quarantine_records(wh.path());
+    assert_eq!(records.len() as u64, bad);
+    for r in &records {
+        assert!(r["source"].as_str().unwrap().starts_with("file:///"), "{r}");
+        assert!(r["line"].as_u64().unwrap() >= 1, "{r}");
+        assert!(
+            r["text"].is_string() || r["bytes_base64"].is_string(),
+            "{r}"
+        );
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap().starts_with("not UTF-8"))
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["reason"].as_str().unwrap().starts_with("incomplete JSON"))
+    );
+    assert!(
+        stdout(&out).contains(&format!("quarantined {bad} lines")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn each_kind_of_bad_line_is_quarantined_with_its_reason() {
+    let dir = tempdir();
+    let good = r#"{"id":"good1","type":"Recon:EC2/Portscan","updatedAt":"2024-01-01T00:00:00Z"}"#;
+    let mut text = Vec::new();
+    for line in [
+        good.as_bytes(),
+        b"not json at all",
+        b"{\"id\":\"x\",\"type\":\"Recon:EC2/Portscan\",\"title\":\"\xff\xfe\"}",
+        b"[1,2,3]",
+        br#"{"type":"Recon:EC2/Portscan"}"#,
+        br#"{"id":"no-type"}"#,
+        br#"{"id":"good2","type":"Recon:EC2/Portscan","severity":"HIGH","resource":[{}],"service":{"count":"3"}}"#,
+    ] {
+        text.extend_from_slice(line);
+        text.push(b'\n');
+    }
+    write_gz(&dir.path().join("mixed.jsonl.gz"), &text);
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[dir.path()]);
+    assert_eq!(out.status.code(), Some(3));
+    let mut reasons: Vec<(u64, String)> = quarantine_records(wh.path())
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .split([':', '('])
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            (2, "not valid JSON".to_string()),
+            (3, "not UTF-8".to_string()),
+            (4, "not a JSON object".to_string()),
+            (5, "no `id` string".to_string()),
+            (6, "no `type` string".to_string()),
+        ]
+    );
+    let rows = sql_rows(
+        wh.path(),
+        "select id, severity, \"count\" from findings order by id",
+    );
+    assert_eq!(rows, vec![vec!["good1", "", ""], vec!["good2", "", "3"]]);
+}
+
+#[test]
+fn a_corrupt_gzip_object_keeps_its_readable_part_and_is_reported() {
+    let dir = tempdir();
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "{{\"id\":\"f{i}\",\"type\":\"Recon:EC2/Portscan\",\"title\":\"{}\"}}\n",
+            "t".repeat(i % 50)
+        ));
+    }
+    let path = dir.path().join("broken.jsonl.gz");
+    write_gz(&path, text.as_bytes());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[dir.path()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("broken.jsonl.gz: stream unreadable after line"),
+        "{}",
+        stderr(&out)
+    );
+    let rows = sql_count(wh.path(), "select count(*) from findings");
+    assert!(rows > 0 && rows < 3000, "{rows}");
+    let records = quarantine_records(wh.path());
+    assert_eq!(records.len(), 1);
+    assert!(
+        records[0]["line"].is_null()
+            && records[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("stream unreadable")
+    );
+
+    let again = ingest(wh.path(), &[dir.path()]);
+    assert!(
+        stdout(&again).contains("1 already in the warehouse"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(sql_count(wh.path(), "select count(*) from findings"), rows);
+}
+
+#[test]
+fn a_missing_path_is_one_clear_line_and_usage_status() {
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[Path::new("/no/such/exports")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "gdq: no such file or directory: /no/such/exports\n"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_warehouse() {
+    let wh = tempdir();
+    let first = ingest(wh.path(), &[&testdata("exports")]);
+    assert!(first.status.success());
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(wh.path().join("_gdq/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let out = ingest(wh.path(), &[&testdata("exports")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is in use by another gdq process"),
+        "{}",
+        stderr(&out)
+    );
+}

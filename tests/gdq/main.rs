@@ -1,0 +1,10 @@
+//! Integration tests of the `gdq` binary: one test binary (linking the tree once), one
+//! module per area. They run the real binary on files from `testdata/` and check the
+//! warehouse with independent oracles (serde_json over the raw input, Python readers).
+
+mod crash;
+mod ingest;
+mod normalize;
+mod query;
+mod readers;
+mod support;

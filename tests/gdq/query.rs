@@ -1,0 +1,161 @@
+//! `gdq "SQL"`: tables, views, JSON functions, formats and errors.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Stdio;
+
+use gdq_schemas::parse_timestamp_ms;
+use serde_json::Value;
+
+use crate::support::*;
+
+fn bundled_warehouse() -> tempfile::TempDir {
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[&testdata("exports")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wh
+}
+
+#[test]
+fn findings_latest_holds_the_newest_version_of_each_finding() {
+    let wh = bundled_warehouse();
+    // Oracle: newest updatedAt, then highest count, per id, from the raw JSON.
+    let mut newest: HashMap<String, (i64, i64)> = HashMap::new();
+    for f in oracle_findings(&testdata("exports")) {
+        let at = parse_timestamp_ms(f["updatedAt"].as_str().unwrap()).unwrap();
+        let count = f["service"]["count"].as_i64().unwrap_or(0);
+        let entry = newest
+            .entry(f["id"].as_str().unwrap().to_string())
+            .or_insert((at, count));
+        *entry = (*entry).max((at, count));
+    }
+    let versions = sql_count(wh.path(), "select count(*) from findings");
+    assert!(
+        versions > newest.len() as u64,
+        "the corpus must hold several versions of some ids"
+    );
+
+    let rows = sql_rows(
+        wh.path(),
+        "select id, updated_at, \"count\" from findings_latest",
+    );
+    assert_eq!(rows.len(), newest.len(), "one row per id");
+    for r in rows {
+        let (at, count) = newest[&r[0]];
+        assert_eq!(parse_timestamp_ms(&r[1]), Some(at), "id {}", r[0]);
+        assert_eq!(r[2].parse::<i64>().unwrap(), count, "id {}", r[0]);
+    }
+}
+
+#[test]
+fn json_functions_reach_fields_without_a_column() {
+    let wh = bundled_warehouse();
+    let expected = oracle_findings(&testdata("exports"))
+        .iter()
+        .filter(|f| f["service"]["runtimeDetails"]["process"]["name"].is_string())
+        .count() as u64;
+    assert!(expected > 0);
+    let got = sql_count(
+        wh.path(),
+        "select count(json_get_str(finding, 'service', 'runtimeDetails', 'process', 'name')) from findings",
+    );
+    assert_eq!(got, expected);
+    let arrow = sql_count(
+        wh.path(),
+        "select count(*) from findings where (finding->'service'->>'featureName') = 'RuntimeMonitoring'",
+    );
+    let oracle = oracle_findings(&testdata("exports"))
+        .iter()
+        .filter(|f| f["service"]["featureName"] == "RuntimeMonitoring")
+        .count();
+    assert_eq!(arrow, oracle as u64);
+}
+
+#[test]
+fn output_formats_carry_the_same_rows() {
+    let wh = bundled_warehouse();
+    let sql = "select type, count(*) as n from findings group by type order by n desc, type";
+    let csv = sql_rows(wh.path(), sql);
+    let json: Vec<Value> =
+        serde_json::from_slice(&run(gdq(wh.path()).args(["--format", "json", sql])).stdout)
+            .unwrap();
+    let ndjson = stdout(&run(gdq(wh.path()).args(["--format", "ndjson", sql])));
+    let tsv = stdout(&run(gdq(wh.path()).args(["--format", "tsv", sql])));
+    let table = stdout(&run(gdq(wh.path()).args([sql])));
+    assert_eq!(json.len(), csv.len());
+    assert_eq!(ndjson.lines().count(), csv.len());
+    assert_eq!(tsv.lines().count(), csv.len() + 1);
+    for (row, obj) in csv.iter().zip(&json) {
+        assert_eq!(obj["type"], row[0].as_str());
+        assert_eq!(obj["n"].as_u64().unwrap().to_string(), row[1]);
+        assert!(table.contains(&row[0]));
+    }
+}
+
+#[test]
+fn sql_comes_from_an_argument_a_file_or_standard_input() {
+    let wh = bundled_warehouse();
+    let expected = sql_rows(wh.path(), "select count(*) from findings");
+    let file = wh.path().join("q.sql");
+    std::fs::write(&file, "select count(*) from findings;\n").unwrap();
+    let from_file = stdout(&run(gdq(wh.path())
+        .args(["--format", "csv", "-f"])
+        .arg(&file)));
+    assert_eq!(from_file.lines().nth(1).unwrap(), expected[0][0]);
+    let mut child = gdq(wh.path())
+        .args(["--format", "csv", "query"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"select count(*) from findings")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out).lines().nth(1).unwrap(), expected[0][0]);
+}
+
+#[test]
+fn bad_sql_is_one_line_with_usage_status() {
+    let wh = bundled_warehouse();
+    for sql in [
+        "selec * from findings",
+        "select no_such_column from findings",
+        "select * from no_such_table",
+    ] {
+        let out = run(gdq(wh.path()).arg(sql));
+        assert_eq!(out.status.code(), Some(2), "{sql}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("gdq: "), "{err}");
+        assert!(stdout(&out).is_empty());
+    }
+    let err = stderr(&run(
+        gdq(wh.path()).arg("select no_such_column from findings")
+    ));
+    assert!(err.contains("no_such_column"), "{err}");
+}
+
+#[test]
+fn a_missing_warehouse_answers_empty_with_a_note() {
+    let dir = tempdir();
+    let wh = dir.path().join("never-written");
+    let out = run(gdq(&wh).args(["--format", "csv", "select count(*) from findings_latest"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().nth(1), Some("0"));
+    assert!(stderr(&out).contains("holds no findings yet"));
+    assert!(!wh.exists(), "a query never writes");
+}
+
+#[test]
+fn schema_lists_every_column_with_the_type_partition() {
+    let out = run(gdq(&tempdir().path().join("x")).arg("schema"));
+    let text = stdout(&out);
+    for c in gdq_schemas::COLUMNS {
+        assert!(text.lines().any(|l| l.starts_with(c.name)), "{}", c.name);
+    }
+    assert!(text.starts_with("type "));
+}
