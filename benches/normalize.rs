@@ -22,7 +22,9 @@ fn lines() -> Vec<String> {
             }
             let mut text = String::new();
             let file = std::fs::File::open(&path).expect("export");
-            flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text).expect("gzip");
+            flate2::read::MultiGzDecoder::new(file)
+                .read_to_string(&mut text)
+                .expect("gzip");
             out.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
         }
     }
@@ -52,7 +54,11 @@ fn normalize(c: &mut Criterion) {
         })
     });
     group.finish();
-    eprintln!("input: {} findings, {:.1} MB of JSON", lines.len(), bytes as f64 / 1e6);
+    eprintln!(
+        "input: {} findings, {:.1} MB of JSON",
+        lines.len(),
+        bytes as f64 / 1e6
+    );
 }
 
 criterion_group!(benches, normalize);

@@ -10,6 +10,7 @@ pub mod decode;
 pub mod error;
 pub mod fault;
 pub mod ledger;
+pub mod notification;
 pub mod quarantine;
 pub mod run;
 pub mod source;
