@@ -132,9 +132,10 @@ fn ingest_failure(e: IngestError) -> Failure {
 
 fn ingest(warehouse: &std::path::Path, args: IngestArgs) -> Result<ExitCode, Failure> {
     let mut options = IngestOptions {
-        target_file_bytes: args.target_file_mib.max(1) << 20,
+        commit_input_bytes: args.commit_mib << 20,
         ..IngestOptions::default()
     };
+    options.batch.target_file_bytes = args.target_file_mib.max(1) << 20;
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }

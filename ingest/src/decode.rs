@@ -76,10 +76,7 @@ pub fn for_each_finding<R: Read>(
 
     loop {
         let search_from = pos + joining.as_ref().map_or(0, |j| j.2);
-        let newline = buf[search_from..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|i| search_from + i);
+        let newline = memchr::memchr(b'\n', &buf[search_from..]).map(|i| search_from + i);
         let Some(end) = newline else {
             if eof {
                 if let Some((reason, first_len, _, _)) =

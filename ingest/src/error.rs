@@ -21,6 +21,10 @@ pub enum IngestError {
         finding_type: String,
         source: parquet::errors::ParquetError,
     },
+    #[error("cannot read {uri}: {source}")]
+    Object { uri: String, source: io::Error },
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("building rows: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
 }

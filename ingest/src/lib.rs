@@ -6,6 +6,7 @@
 //! makes every object count exactly once however often it is delivered and wherever the
 //! process dies; [`run`] drives a whole local ingest. Querying is not here (`gdq-query`).
 
+pub mod batch;
 pub mod decode;
 pub mod error;
 pub mod fault;
@@ -17,6 +18,7 @@ pub mod source;
 pub mod warehouse;
 pub mod writer;
 
+pub use batch::{Batch, BatchOptions};
 pub use error::IngestError;
 pub use run::{IngestOptions, IngestSummary, ingest_local};
 pub use warehouse::Warehouse;

@@ -1,50 +1,35 @@
 //! A whole ingest of local export files: discover, skip what the ledger holds, decode and
-//! normalize on all cores, stage Parquet per type, commit, publish.
+//! normalize on all cores into batches, commit each.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use gdq_schemas::{FindingRows, format_rfc3339_ms};
-
-use crate::decode::{Event, for_each_finding, maybe_gunzip};
+use crate::batch::{Batch, BatchOptions, TypeBuffers};
 use crate::error::IngestError;
-use crate::fault::crash_point;
-use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord, write_commit};
-use crate::quarantine::QuarantineWriter;
+use crate::ledger::Ledger;
 use crate::source::{LocalExport, content_source_id, discover};
 use crate::warehouse::{Recovery, Warehouse};
-use crate::writer::PartitionWriter;
 
-/// Tuning of an ingest run. The defaults fit a 2-core machine with room to spare.
+/// Tuning of an ingest run.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// Worker threads decoding objects (default: the number of cores).
     pub threads: usize,
-    /// A type's buffered rows become a row group at this many rows …
-    pub batch_rows: usize,
-    /// … or at this many bytes of JSON, whichever comes first.
-    pub batch_bytes: usize,
-    /// Bytes of buffered rows one worker may hold; beyond it the largest types are flushed.
-    pub worker_budget_bytes: usize,
-    /// A data file is closed and a new one started past this size.
-    pub target_file_bytes: u64,
     /// Input bytes (as stored, compressed) covered by one commit: bounds the work a crash
     /// can lose, at the price of one more file per type per commit.
     pub commit_input_bytes: u64,
+    pub batch: BatchOptions,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            batch_rows: 65_536,
-            batch_bytes: 32 << 20,
-            worker_budget_bytes: 64 << 20,
-            target_file_bytes: 512 << 20,
             commit_input_bytes: 4 << 30,
+            batch: BatchOptions::default(),
         }
     }
 }
@@ -86,151 +71,6 @@ impl IngestSummary {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Time-sortable, unique batch name: `20240102T030405Z-1a2b3c4d`.
-fn new_batch_id() -> String {
-    let ms = now_ms();
-    let stamp = format_rfc3339_ms(ms);
-    let compact: String = stamp[..19]
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let salt = xxhash_rust::xxh3::xxh3_64(format!("{nanos}-{}", std::process::id()).as_bytes());
-    format!("{compact}Z-{:08x}", salt as u32)
-}
-
-/// The per-type writers of one batch, shared by the worker threads.
-struct BatchWriters {
-    staging_root: PathBuf,
-    batch: String,
-    target_file_bytes: u64,
-    writers: Mutex<HashMap<String, Arc<Mutex<PartitionWriter>>>>,
-}
-
-impl BatchWriters {
-    fn writer(&self, finding_type: &str) -> Arc<Mutex<PartitionWriter>> {
-        let mut map = self.writers.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(map.entry(finding_type.to_string()).or_insert_with(|| {
-            Arc::new(Mutex::new(PartitionWriter::new(
-                finding_type,
-                &self.staging_root,
-                &self.batch,
-                self.target_file_bytes,
-            )))
-        }))
-    }
-
-    fn write(&self, finding_type: &str, rows: &mut FindingRows) -> Result<(), IngestError> {
-        let batch = rows.finish()?;
-        let writer = self.writer(finding_type);
-        let mut writer = writer.lock().unwrap_or_else(|p| p.into_inner());
-        writer.write(&batch)
-    }
-
-    fn finish(self) -> Result<Vec<FileRecord>, IngestError> {
-        let map = self.writers.into_inner().unwrap_or_else(|p| p.into_inner());
-        let mut files = Vec::new();
-        for (_, writer) in map {
-            let writer = Arc::try_unwrap(writer).map_err(|_| {
-                IngestError::warehouse(&self.staging_root)(std::io::Error::other(
-                    "writer still shared",
-                ))
-            })?;
-            let writer = writer.into_inner().unwrap_or_else(|p| p.into_inner());
-            files.extend(writer.finish()?.into_iter().map(|f| FileRecord {
-                path: f.relative_path,
-                rows: f.rows,
-                bytes: f.bytes,
-            }));
-        }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(files)
-    }
-}
-
-/// One worker's buffered rows, per type, with a memory budget.
-struct TypeBuffers<'w> {
-    writers: &'w BatchWriters,
-    options: &'w IngestOptions,
-    ingested_at_ms: i64,
-    by_type: HashMap<String, FindingRows>,
-    bytes: usize,
-}
-
-impl<'w> TypeBuffers<'w> {
-    fn new(writers: &'w BatchWriters, options: &'w IngestOptions, ingested_at_ms: i64) -> Self {
-        TypeBuffers {
-            writers,
-            options,
-            ingested_at_ms,
-            by_type: HashMap::new(),
-            bytes: 0,
-        }
-    }
-
-    fn append(
-        &mut self,
-        finding: &gdq_schemas::ParsedFinding<'_>,
-        source: &str,
-    ) -> Result<(), IngestError> {
-        let finding_type = finding.finding_type();
-        let rows = match self.by_type.get_mut(finding_type) {
-            Some(rows) => rows,
-            None => self
-                .by_type
-                .entry(finding_type.to_string())
-                .or_insert_with(|| FindingRows::new(self.ingested_at_ms)),
-        };
-        let before = rows.approx_bytes();
-        rows.append(finding, source);
-        self.bytes += rows.approx_bytes() - before;
-        if rows.len() >= self.options.batch_rows || rows.approx_bytes() >= self.options.batch_bytes
-        {
-            self.bytes -= rows.approx_bytes();
-            self.writers.write(finding_type, rows)?;
-        }
-        if self.bytes > self.options.worker_budget_bytes {
-            self.shrink_to(self.options.worker_budget_bytes / 2)?;
-        }
-        Ok(())
-    }
-
-    /// Flushes the largest buffers until at most `target` bytes are held.
-    fn shrink_to(&mut self, target: usize) -> Result<(), IngestError> {
-        let mut sizes: Vec<(usize, String)> = self
-            .by_type
-            .iter()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(t, r)| (r.approx_bytes(), t.clone()))
-            .collect();
-        sizes.sort_unstable_by(|a, b| b.cmp(a));
-        for (size, finding_type) in sizes {
-            if self.bytes <= target {
-                break;
-            }
-            if let Some(rows) = self.by_type.get_mut(&finding_type) {
-                self.writers.write(&finding_type, rows)?;
-                self.bytes -= size;
-            }
-        }
-        Ok(())
-    }
-
-    fn flush_all(&mut self) -> Result<(), IngestError> {
-        self.shrink_to(0)?;
-        self.by_type.clear();
-        Ok(())
-    }
-}
-
 /// Counters shared by the workers of one run.
 #[derive(Default)]
 struct Counters {
@@ -244,38 +84,18 @@ struct Counters {
     failed: AtomicU64,
 }
 
-/// State shared by the workers of one batch.
-struct BatchRun<'a> {
+/// The work of one batch, shared by its threads.
+struct LocalBatch<'a> {
     exports: &'a [LocalExport],
     next: AtomicUsize,
     ledger: &'a Ledger,
-    claimed: Mutex<HashSet<String>>,
-    writers: BatchWriters,
-    quarantine: Mutex<QuarantineWriter>,
-    sources: Mutex<Vec<SourceRecord>>,
+    claimed: &'a Mutex<HashSet<String>>,
+    batch: Batch,
     problems: Mutex<Vec<String>>,
     counters: &'a Counters,
-    options: &'a IngestOptions,
-    ingested_at_ms: i64,
 }
 
-impl BatchRun<'_> {
-    fn quarantine(
-        &self,
-        source: &str,
-        line: Option<u64>,
-        reason: &str,
-        bytes: &[u8],
-    ) -> Result<(), IngestError> {
-        self.counters
-            .quarantined
-            .fetch_add(u64::from(line.is_some()), Ordering::Relaxed);
-        self.quarantine
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(source, line, reason, bytes)
-    }
-
+impl LocalBatch<'_> {
     fn problem(&self, line: String) {
         self.problems
             .lock()
@@ -284,7 +104,7 @@ impl BatchRun<'_> {
     }
 
     fn work(&self) -> Result<(), IngestError> {
-        let mut buffers = TypeBuffers::new(&self.writers, self.options, self.ingested_at_ms);
+        let mut buffers = self.batch.buffers();
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(export) = self.exports.get(i) else {
@@ -292,19 +112,22 @@ impl BatchRun<'_> {
             };
             self.ingest_object(export, &mut buffers)?;
         }
-        buffers.flush_all()
+        buffers.flush()
     }
 
     fn ingest_object(
         &self,
         export: &LocalExport,
-        buffers: &mut TypeBuffers<'_>,
+        buffers: &mut TypeBuffers,
     ) -> Result<(), IngestError> {
+        let failed = |e: IngestError| {
+            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+            self.problem(e.to_string());
+        };
         let source_id = match content_source_id(&export.path) {
             Ok(id) => id,
             Err(e) => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                self.problem(e.to_string());
+                failed(e);
                 return Ok(());
             }
         };
@@ -318,82 +141,53 @@ impl BatchRun<'_> {
             self.counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let file = match std::fs::File::open(&export.path).and_then(maybe_gunzip) {
-            Ok(reader) => reader,
+        let file = match std::fs::File::open(&export.path) {
+            Ok(file) => file,
             Err(source) => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                self.problem(
-                    IngestError::Input {
-                        path: export.path.clone(),
-                        source,
-                    }
-                    .to_string(),
-                );
+                failed(IngestError::Input {
+                    path: export.path.clone(),
+                    source,
+                });
                 return Ok(());
             }
         };
-        let mut rows = 0u64;
-        let mut quarantined = 0u64;
-        let mut failure: Option<IngestError> = None;
-        let result = for_each_finding(file, |event| {
-            if failure.is_some() {
-                return;
+        let outcome = match self
+            .batch
+            .ingest_object(buffers, &export.uri, &source_id, file)
+        {
+            Ok(outcome) => outcome,
+            Err(IngestError::Object { source, .. }) => {
+                failed(IngestError::Input {
+                    path: export.path.clone(),
+                    source,
+                });
+                return Ok(());
             }
-            let outcome = match event {
-                Event::Finding { finding, .. } => {
-                    rows += 1;
-                    buffers.append(finding, &export.uri)
-                }
-                Event::Bad(bad) => {
-                    quarantined += 1;
-                    self.quarantine(
-                        &export.uri,
-                        Some(bad.line),
-                        &bad.reason.to_string(),
-                        &bad.bytes,
-                    )
-                }
-            };
-            if let Err(e) = outcome {
-                failure = Some(e);
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let (counts, error) = match result {
-            Ok(counts) => (counts, None),
-            Err((io_error, counts)) => {
-                let reason = format!("stream unreadable after line {}: {io_error}", counts.lines);
-                self.quarantine(&export.uri, None, &reason, &[])?;
-                self.counters.partial.fetch_add(1, Ordering::Relaxed);
-                self.problem(format!(
-                    "{}: {reason} ({rows} rows before it were ingested)",
-                    export.path.display()
-                ));
-                (counts, Some(reason))
-            }
+            Err(e) => return Err(e),
         };
-        self.counters.rows.fetch_add(rows, Ordering::Relaxed);
+        if let Some(reason) = &outcome.error {
+            self.counters.partial.fetch_add(1, Ordering::Relaxed);
+            self.problem(format!(
+                "{}: {reason} ({} rows before it were ingested)",
+                export.path.display(),
+                outcome.rows
+            ));
+        }
+        self.counters
+            .rows
+            .fetch_add(outcome.rows, Ordering::Relaxed);
+        self.counters
+            .quarantined
+            .fetch_add(outcome.quarantined, Ordering::Relaxed);
         self.counters
             .blank
-            .fetch_add(counts.blank_lines, Ordering::Relaxed);
+            .fetch_add(outcome.counts.blank_lines, Ordering::Relaxed);
         self.counters
             .bytes_stored
             .fetch_add(export.size, Ordering::Relaxed);
         self.counters
             .bytes_json
-            .fetch_add(counts.bytes, Ordering::Relaxed);
-        self.sources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(SourceRecord {
-                id: source_id,
-                uri: export.uri.clone(),
-                rows,
-                quarantined,
-                error,
-            });
+            .fetch_add(outcome.counts.bytes, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -431,6 +225,7 @@ pub fn ingest_local(
     let recovery = warehouse.recover(&lock)?;
     let (mut ledger, _) = Ledger::load(&warehouse.commits_dir())?;
     let counters = Counters::default();
+    let claimed = Mutex::new(HashSet::new());
     let mut summary = IngestSummary {
         objects: discovery.exports.len() as u64,
         ignored_files: discovery.ignored_files,
@@ -439,31 +234,14 @@ pub fn ingest_local(
     };
 
     for group in commit_groups(&discovery.exports, options.commit_input_bytes.max(1)) {
-        let batch = new_batch_id();
-        let staging_root = warehouse.staging_dir(&batch);
-        let quarantine_rel = warehouse.quarantine_path(&batch);
-        let quarantine_rel = quarantine_rel
-            .strip_prefix(warehouse.root())
-            .unwrap_or(&quarantine_rel)
-            .to_path_buf();
-        let ingested_at_ms = now_ms();
-        let run = BatchRun {
+        let run = LocalBatch {
             exports: group,
             next: AtomicUsize::new(0),
             ledger: &ledger,
-            claimed: Mutex::new(HashSet::new()),
-            writers: BatchWriters {
-                staging_root: staging_root.clone(),
-                batch: batch.clone(),
-                target_file_bytes: options.target_file_bytes,
-                writers: Mutex::new(HashMap::new()),
-            },
-            quarantine: Mutex::new(QuarantineWriter::new(&staging_root.join(&quarantine_rel))),
-            sources: Mutex::new(Vec::new()),
+            claimed: &claimed,
+            batch: Batch::new(warehouse, &options.batch),
             problems: Mutex::new(Vec::new()),
             counters: &counters,
-            options,
-            ingested_at_ms,
         };
         let threads = options.threads.clamp(1, group.len().max(1));
         std::thread::scope(|scope| {
@@ -472,53 +250,20 @@ pub fn ingest_local(
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
-                        Err(IngestError::warehouse(&staging_root)(
-                            std::io::Error::other("worker panicked"),
-                        ))
+                        Err(IngestError::Internal("an ingest thread panicked".into()))
                     })
                 })
                 .collect::<Result<Vec<()>, IngestError>>()
         })?;
-
-        let BatchRun {
-            writers,
-            quarantine,
-            sources,
-            problems,
-            ..
-        } = run;
-        let files = writers.finish()?;
-        quarantine
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .finish()?;
         summary
             .problems
-            .extend(problems.into_inner().unwrap_or_else(|p| p.into_inner()));
-        let mut sources = sources.into_inner().unwrap_or_else(|p| p.into_inner());
-        if sources.is_empty() {
-            if staging_root.exists() {
-                std::fs::remove_dir_all(&staging_root)
-                    .map_err(IngestError::warehouse(&staging_root))?;
-            }
-            continue;
+            .extend(run.problems.into_inner().unwrap_or_else(|p| p.into_inner()));
+        if let Some(record) = run.batch.commit()? {
+            summary.files_written += record.files.len() as u64;
+            summary.commits += 1;
+            summary.objects_ingested += record.sources.len() as u64;
+            ledger.add(&record);
         }
-        sources.sort_by(|a, b| a.uri.cmp(&b.uri));
-        summary.files_written += files.len() as u64;
-        let record = CommitRecord {
-            format: COMMIT_FORMAT,
-            batch: batch.clone(),
-            committed_at: format_rfc3339_ms(now_ms()),
-            sources,
-            files,
-        };
-        crash_point("before-commit");
-        write_commit(&warehouse.commits_dir(), &record)?;
-        crash_point("after-commit");
-        warehouse.publish(&record)?;
-        ledger.add(&record);
-        summary.commits += 1;
-        summary.objects_ingested += record.sources.len() as u64;
     }
 
     summary.rows = counters.rows.load(Ordering::Relaxed);

@@ -9,7 +9,7 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, TimestampMillisecondArray};
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_select::take::take_record_batch;
 use gdq_schemas::{SCHEMA_VERSION, findings_schema, partition_dir_name};
@@ -53,11 +53,18 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// Sorts a batch by `updated_at` (nulls first), stable, so row groups are ordered.
+/// Sorts a batch by `updated_at` (nulls first), stable, so row groups are ordered. A batch
+/// already in order is returned as it is: sorting copies every column, the raw JSON too.
 pub fn sort_by_updated_at(batch: &RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let Some(column) = batch.column_by_name("updated_at") else {
         return Ok(batch.clone());
     };
+    if let Some(times) = column.as_any().downcast_ref::<TimestampMillisecondArray>() {
+        let in_order = times.null_count() == 0 && times.values().windows(2).all(|w| w[0] <= w[1]);
+        if in_order {
+            return Ok(batch.clone());
+        }
+    }
     let indices = lexsort_to_indices(
         &[SortColumn {
             values: Arc::clone(column),
@@ -183,5 +190,50 @@ impl PartitionWriter {
     pub fn finish(mut self) -> Result<Vec<StagedFile>, IngestError> {
         self.close_current()?;
         Ok(self.finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gdq_schemas::{FindingRows, parse_finding};
+
+    fn batch(times: &[Option<&str>]) -> RecordBatch {
+        let mut rows = FindingRows::new(0);
+        for (i, t) in times.iter().enumerate() {
+            let json = match t {
+                Some(t) => format!(r#"{{"id":"{i}","type":"T","updatedAt":"{t}"}}"#),
+                None => format!(r#"{{"id":"{i}","type":"T"}}"#),
+            };
+            rows.append(&parse_finding(&json).unwrap(), "s");
+        }
+        rows.finish().unwrap()
+    }
+
+    fn ids(batch: &RecordBatch) -> Vec<String> {
+        let ids = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        ids.iter().map(|v| v.unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn sorts_by_updated_at_with_nulls_first_and_keeps_ties_in_order() {
+        let b = batch(&[
+            Some("2024-01-03T00:00:00Z"),
+            None,
+            Some("2024-01-01T00:00:00Z"),
+            Some("2024-01-03T00:00:00Z"),
+        ]);
+        assert_eq!(ids(&sort_by_updated_at(&b).unwrap()), ["1", "2", "0", "3"]);
+    }
+
+    #[test]
+    fn an_ordered_batch_is_left_as_it_is() {
+        let b = batch(&[Some("2024-01-01T00:00:00Z"), Some("2024-01-02T00:00:00Z")]);
+        assert_eq!(ids(&sort_by_updated_at(&b).unwrap()), ["0", "1"]);
     }
 }

@@ -33,6 +33,16 @@ fn a_crash_at_each_commit_step_then_a_rerun_gives_the_uninterrupted_rows() {
         assert!(stderr(&crashed).contains(&format!("crash injected at {point}")));
         let rerun = ingest(wh.path(), &[&testdata("exports")]);
         assert!(rerun.status.success(), "{point}: {}", stderr(&rerun));
+        let recovered = if point == "before-commit" {
+            "0 interrupted commit(s) finished, 1 uncommitted batch(es) discarded"
+        } else {
+            "1 interrupted commit(s) finished, 0 uncommitted batch(es) discarded"
+        };
+        assert!(
+            stdout(&rerun).contains(recovered),
+            "{point}: {}",
+            stdout(&rerun)
+        );
         assert_eq!(row_fingerprint(wh.path()), expected, "{point}");
         assert!(staging_is_empty(wh.path()), "{point}: staging left behind");
     }
