@@ -250,9 +250,7 @@ mod tests {
 
     #[test]
     fn sns_envelope_and_raw_delivery_give_the_same_event() {
-        let direct = format!(
-            r#"{{"Records":[{{"eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"b"}},"object":{{"key":"a%2Fb+c%2Bd.jsonl.gz","eTag":"\"e1\""}}}}}}]}}"#
-        );
+        let direct = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a%2Fb+c%2Bd.jsonl.gz","eTag":"\"e1\""}}}]}"#.to_string();
         let envelope = serde_json::json!({"Type": "Notification", "Message": direct}).to_string();
         let a = single(parse_notification(&direct).unwrap());
         let b = single(parse_notification(&envelope).unwrap());
