@@ -83,6 +83,9 @@ enum Command {
         after_help = "Example:\n  gdq query \"select severity_label, count(*) from findings_latest group by 1\""
     )]
     Query(QueryArgs),
+    /// Consume S3 object notifications from SQS and commit each export object exactly once.
+    #[command(after_help = WORKER_HELP)]
+    Worker(WorkerArgs),
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -105,6 +108,50 @@ struct IngestArgs {
     commit_mib: u64,
 }
 
+const WORKER_HELP: &str = "\
+Example:
+  gdq worker --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/gdq-findings \\
+             --kms-key-arn arn:aws:kms:us-east-1:123456789012:key/… --warehouse /data/gdq
+
+AWS settings come from the standard chain (environment, profiles and SSO, container and
+instance roles) and AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL. Messages are deleted only
+after their rows are committed; refused or unreadable objects stay on the queue for its
+dead-letter queue. SIGINT/SIGTERM: stop receiving, commit what is in hand, exit 0.";
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// URL of the SQS queue that receives the export bucket's notifications.
+    #[arg(long, value_name = "URL")]
+    pub queue_url: String,
+    /// Drain the queue (until a receive returns nothing), commit, print a summary and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Refuse objects not encrypted with this KMS key (ARN or key id).
+    #[arg(long, value_name = "ARN")]
+    pub kms_key_arn: Option<String>,
+    /// Accept only these accounts (export key and finding accountId); repeatable.
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// Objects fetched and decoded at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
+    /// Commit when this many rows are waiting …
+    #[arg(long, default_value_t = 250_000, value_name = "ROWS")]
+    pub flush_rows: u64,
+    /// … or when the oldest waiting message is this old.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub flush_interval: std::time::Duration,
+    /// Long-poll wait of one receive (at most 20s); --once uses 1s unless set.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait: Option<std::time::Duration>,
+    /// Interval of the one-line progress log.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub progress_interval: std::time::Duration,
+    /// Log format on stderr: text or json. Level from GDQ_LOG (default info).
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    pub log_format: String,
+}
+
 #[derive(Args, Debug)]
 struct SchemaArgs {
     /// Print the column table as Markdown.
@@ -118,6 +165,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Ingest(args)) => ingest(&warehouse, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
         Some(Command::Schema(args)) => schema(args),
+        Some(Command::Worker(args)) => crate::worker::run(&warehouse, args),
         None => query(&warehouse, cli.query, cli.output.format),
     }
 }

@@ -5,6 +5,7 @@
 
 mod cli;
 mod exit;
+mod worker;
 
 use std::process::ExitCode;
 

@@ -2,9 +2,9 @@
 //! file, an S3 object), rows are buffered per type and staged as Parquet, refused objects and
 //! bad lines go to its quarantine file, and [`Batch::commit`] makes all of it visible at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,10 +13,10 @@ use gdq_schemas::{FindingRows, ParsedFinding, format_rfc3339_ms};
 use crate::decode::{Event, StreamCounts, for_each_finding, maybe_gunzip};
 use crate::error::IngestError;
 use crate::fault::crash_point;
-use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, SourceRecord, write_commit};
+use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord, write_commit};
 use crate::quarantine::QuarantineWriter;
-use crate::warehouse::Warehouse;
-use crate::writer::PartitionWriter;
+use crate::warehouse::{Warehouse, WarehouseLock};
+use crate::writer::{PartitionWriter, drop_sources};
 
 /// Tuning of the row buffers and files of a batch. The defaults fit a 2-core machine.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct BatchOptions {
     pub worker_budget_bytes: usize,
     /// A data file is closed and a new one started past this size.
     pub target_file_bytes: u64,
+    /// When set, findings of other accounts are quarantined instead of ingested.
+    pub allowed_accounts: Option<Arc<HashSet<String>>>,
 }
 
 impl Default for BatchOptions {
@@ -38,6 +40,7 @@ impl Default for BatchOptions {
             batch_bytes: 32 << 20,
             worker_budget_bytes: 64 << 20,
             target_file_bytes: 512 << 20,
+            allowed_accounts: None,
         }
     }
 }
@@ -190,6 +193,7 @@ pub struct ObjectOutcome {
 
 /// One commit's worth of objects, being staged.
 pub struct Batch {
+    _live: WarehouseLock,
     warehouse: Warehouse,
     id: String,
     staging_root: PathBuf,
@@ -201,8 +205,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(warehouse: &Warehouse, options: &BatchOptions) -> Batch {
+    /// Starts a batch: creates its staging folder and holds its liveness lock.
+    pub fn new(warehouse: &Warehouse, options: &BatchOptions) -> Result<Batch, IngestError> {
         let id = new_batch_id();
+        let live = warehouse.stage(&id)?;
         let staging_root = warehouse.staging_dir(&id);
         let quarantine = warehouse.quarantine_path(&id);
         let quarantine = staging_root.join(
@@ -210,7 +216,8 @@ impl Batch {
                 .strip_prefix(warehouse.root())
                 .unwrap_or(&quarantine),
         );
-        Batch {
+        Ok(Batch {
+            _live: live,
             warehouse: warehouse.clone(),
             writers: Arc::new(BatchWriters {
                 staging_root: staging_root.clone(),
@@ -224,7 +231,7 @@ impl Batch {
             options: options.clone(),
             quarantine: Mutex::new(QuarantineWriter::new(&quarantine)),
             sources: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -279,10 +286,20 @@ impl Batch {
                 return;
             }
             let step = match event {
-                Event::Finding { finding, .. } => {
-                    outcome.rows += 1;
-                    buffers.append(finding, uri)
-                }
+                Event::Finding { finding, line } => match &self.options.allowed_accounts {
+                    Some(allowed) if !finding.account_id().is_some_and(|a| allowed.contains(a)) => {
+                        outcome.quarantined += 1;
+                        let reason = format!(
+                            "account {} is not in the --account allow-list",
+                            finding.account_id().unwrap_or("(none)")
+                        );
+                        self.quarantine(uri, Some(line), &reason, finding.json().as_bytes())
+                    }
+                    _ => {
+                        outcome.rows += 1;
+                        buffers.append(finding, uri)
+                    }
+                },
                 Event::Bad(bad) => {
                     outcome.quarantined += 1;
                     self.quarantine(uri, Some(bad.line), &bad.reason.to_string(), &bad.bytes)
@@ -314,10 +331,13 @@ impl Batch {
         Ok(outcome)
     }
 
-    /// Writes every staged file, then the commit record (the commit point), then publishes.
-    /// Returns `None` when the batch holds nothing (no object, no quarantine record).
-    pub fn commit(self) -> Result<Option<CommitRecord>, IngestError> {
+    /// Writes every staged file, then — under the warehouse's commit lock — drops the
+    /// objects another writer committed meanwhile, writes the commit record (the commit
+    /// point) and publishes. `ledger` is refreshed and gets the new record. Returns `None`
+    /// when the batch holds nothing to commit.
+    pub fn commit(self, ledger: &mut Ledger) -> Result<Option<CommitRecord>, IngestError> {
         let Batch {
+            _live,
             warehouse,
             id,
             staging_root,
@@ -326,12 +346,30 @@ impl Batch {
             sources,
             ..
         } = self;
-        let files = writers.finish()?;
-        let quarantined = quarantine
+        let mut files = writers.finish()?;
+        let quarantine_path = quarantine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path()
+            .to_path_buf();
+        let mut quarantined = quarantine
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
             .finish()?;
         let mut sources = sources.into_inner().unwrap_or_else(|p| p.into_inner());
+
+        let _commit_lock = warehouse.lock()?;
+        ledger.refresh(&warehouse.commits_dir())?;
+        let duplicates: HashSet<String> = sources
+            .iter()
+            .filter(|s| ledger.contains(&s.id))
+            .map(|s| s.uri.clone())
+            .collect();
+        if !duplicates.is_empty() {
+            sources.retain(|s| !duplicates.contains(&s.uri));
+            files = drop_duplicate_rows(&staging_root, files, &duplicates)?;
+            quarantined = drop_quarantine_records(&quarantine_path, &duplicates)?;
+        }
         if sources.is_empty() && quarantined == 0 {
             if staging_root.exists() {
                 std::fs::remove_dir_all(&staging_root)
@@ -351,6 +389,122 @@ impl Batch {
         write_commit(&warehouse.commits_dir(), &record)?;
         crash_point("after-commit");
         warehouse.publish(&record)?;
+        ledger.add(&record);
         Ok(Some(record))
+    }
+}
+
+fn drop_duplicate_rows(
+    staging_root: &Path,
+    files: Vec<FileRecord>,
+    uris: &HashSet<String>,
+) -> Result<Vec<FileRecord>, IngestError> {
+    let mut kept = Vec::with_capacity(files.len());
+    for mut f in files {
+        if let Some((rows, bytes)) = drop_sources(&staging_root.join(&f.path), uris)? {
+            f.rows = rows;
+            f.bytes = bytes;
+            kept.push(f);
+        }
+    }
+    Ok(kept)
+}
+
+fn drop_quarantine_records(path: &Path, uris: &HashSet<String>) -> Result<u64, IngestError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(0);
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| {
+                    v.get("source")
+                        .and_then(|s| s.as_str())
+                        .map(|s| !uris.contains(s))
+                })
+                .unwrap_or(true)
+        })
+        .collect();
+    if kept.is_empty() {
+        std::fs::remove_file(path).map_err(IngestError::warehouse(path))?;
+    } else {
+        std::fs::write(path, kept.join("\n") + "\n").map_err(IngestError::warehouse(path))?;
+    }
+    Ok(kept.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINES: &str =
+        "{\"id\":\"a\",\"type\":\"T:X/Y\"}\n{\"id\":\"b\",\"type\":\"T:X/Y\"}\nnot json\n";
+
+    fn rows_in_table(warehouse: &Warehouse) -> u64 {
+        let mut rows = 0;
+        let mut stack = vec![warehouse.findings_dir()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let file = std::fs::File::open(&p).unwrap();
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+                    rows += reader.metadata().file_metadata().num_rows() as u64;
+                }
+            }
+        }
+        rows
+    }
+
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    #[test]
+    fn a_batch_that_lost_the_race_for_an_object_commits_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::new(dir.path());
+        warehouse.create_layout().unwrap();
+        let options = BatchOptions::default();
+        let (first, second) = (
+            Batch::new(&warehouse, &options).unwrap(),
+            Batch::new(&warehouse, &options).unwrap(),
+        );
+        for (batch, other) in [(&first, "s3://b/other-1"), (&second, "s3://b/other-2")] {
+            let mut buffers = batch.buffers();
+            batch
+                .ingest_object(&mut buffers, "s3://b/same", "id-same", LINES.as_bytes())
+                .unwrap();
+            batch
+                .ingest_object(&mut buffers, other, other, LINES.as_bytes())
+                .unwrap();
+            buffers.flush().unwrap();
+        }
+        let mut ledger = Ledger::default();
+        let one = first.commit(&mut ledger).unwrap().unwrap();
+        assert_eq!(one.sources.len(), 2);
+        let mut stale = Ledger::default();
+        let two = second.commit(&mut stale).unwrap().unwrap();
+        assert_eq!(
+            two.sources
+                .iter()
+                .map(|s| s.uri.as_str())
+                .collect::<Vec<_>>(),
+            ["s3://b/other-2"]
+        );
+        assert_eq!(two.files.iter().map(|f| f.rows).sum::<u64>(), 2);
+        assert_eq!(
+            rows_in_table(&warehouse),
+            6,
+            "a, b of same once, of other-1 and of other-2"
+        );
+        let quarantine = std::fs::read_to_string(warehouse.quarantine_path(&two.batch)).unwrap();
+        assert_eq!(
+            quarantine.lines().count(),
+            1,
+            "the duplicate's bad line is not recorded twice"
+        );
     }
 }

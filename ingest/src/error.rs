@@ -12,8 +12,6 @@ pub enum IngestError {
     MissingPath(PathBuf),
     #[error("warehouse {path}: {source}")]
     Warehouse { path: PathBuf, source: io::Error },
-    #[error("warehouse {0} is in use by another gdq process (lock held on {0}/_gdq/lock)")]
-    Locked(PathBuf),
     #[error("ledger record {path} is unreadable: {reason}")]
     Ledger { path: PathBuf, reason: String },
     #[error("writing Parquet for type {finding_type:?}: {source}")]

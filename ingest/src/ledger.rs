@@ -7,7 +7,7 @@
 //! Source ids are shared by every way into the warehouse (local folders, the S3 listing, the
 //! SQS worker), so an object committed by one is skipped by the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,34 +55,52 @@ pub struct CommitRecord {
 #[derive(Debug, Default)]
 pub struct Ledger {
     committed: HashMap<String, String>,
+    seen: HashSet<String>,
     commits: usize,
 }
 
 impl Ledger {
     /// Reads every commit record under `commits_dir` (missing directory: empty ledger).
-    pub fn load(commits_dir: &Path) -> Result<(Ledger, Vec<CommitRecord>), IngestError> {
+    pub fn load(commits_dir: &Path) -> Result<Ledger, IngestError> {
         let mut ledger = Ledger::default();
-        let mut records = Vec::new();
+        ledger.refresh(commits_dir)?;
+        Ok(ledger)
+    }
+
+    /// Reads the commit records written since the last load or refresh (by this process or
+    /// another one) and returns them.
+    pub fn refresh(&mut self, commits_dir: &Path) -> Result<Vec<CommitRecord>, IngestError> {
         let entries = match fs::read_dir(commits_dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ledger, records)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(IngestError::warehouse(commits_dir)(e)),
         };
+        let mut new = Vec::new();
         for entry in entries {
             let path = entry.map_err(IngestError::warehouse(commits_dir))?.path();
-            if path.extension().is_none_or(|e| e != "json") {
+            let Some(batch) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if self.seen.contains(batch) {
                 continue;
             }
             let record = read_record(&path)?;
-            ledger.add(&record);
-            records.push(record);
+            self.add(&record);
+            new.push(record);
         }
-        records.sort_by(|a, b| a.batch.cmp(&b.batch));
-        Ok((ledger, records))
+        new.sort_by(|a, b| a.batch.cmp(&b.batch));
+        Ok(new)
     }
 
     /// Adds a committed record's sources.
     pub fn add(&mut self, record: &CommitRecord) {
+        if !self.seen.insert(record.batch.clone()) {
+            return;
+        }
         self.commits += 1;
         for s in &record.sources {
             self.committed

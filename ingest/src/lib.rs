@@ -14,8 +14,10 @@ pub mod ledger;
 pub mod notification;
 pub mod quarantine;
 pub mod run;
+pub mod s3;
 pub mod source;
 pub mod warehouse;
+pub mod worker;
 pub mod writer;
 
 pub use batch::{Batch, BatchOptions};

@@ -81,6 +81,10 @@ impl QuarantineWriter {
         Ok(())
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn records(&self) -> u64 {
         self.records
     }

@@ -221,9 +221,11 @@ pub fn ingest_local(
 ) -> Result<IngestSummary, IngestError> {
     let started = Instant::now();
     let discovery = discover(inputs)?;
-    let lock = warehouse.lock()?;
-    let recovery = warehouse.recover(&lock)?;
-    let (mut ledger, _) = Ledger::load(&warehouse.commits_dir())?;
+    let recovery = {
+        let lock = warehouse.lock()?;
+        warehouse.recover(&lock)?
+    };
+    let mut ledger = Ledger::load(&warehouse.commits_dir())?;
     let counters = Counters::default();
     let claimed = Mutex::new(HashSet::new());
     let mut summary = IngestSummary {
@@ -239,7 +241,7 @@ pub fn ingest_local(
             next: AtomicUsize::new(0),
             ledger: &ledger,
             claimed: &claimed,
-            batch: Batch::new(warehouse, &options.batch),
+            batch: Batch::new(warehouse, &options.batch)?,
             problems: Mutex::new(Vec::new()),
             counters: &counters,
         };
@@ -258,11 +260,10 @@ pub fn ingest_local(
         summary
             .problems
             .extend(run.problems.into_inner().unwrap_or_else(|p| p.into_inner()));
-        if let Some(record) = run.batch.commit()? {
+        if let Some(record) = run.batch.commit(&mut ledger)? {
             summary.files_written += record.files.len() as u64;
             summary.commits += 1;
             summary.objects_ingested += record.sources.len() as u64;
-            ledger.add(&record);
         }
     }
 
@@ -275,6 +276,5 @@ pub fn ingest_local(
     summary.objects_partial = counters.partial.load(Ordering::Relaxed);
     summary.objects_failed = counters.failed.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
-    drop(lock);
     Ok(summary)
 }

@@ -5,8 +5,12 @@
 //! <root>/_gdq/commits/<batch>.json                    the ledger: one record per commit
 //! <root>/_gdq/staging/<batch>/…                       files of a batch not yet published
 //! <root>/_gdq/quarantine/<batch>.jsonl                lines and objects that could not be ingested
-//! <root>/_gdq/lock                                    held by the one process writing
+//! <root>/_gdq/lock                                    held while one writer commits or recovers
 //! ```
+//!
+//! Several processes may write at once (two SQS workers, a worker and a backfill): each
+//! stages its own batch, holding `_gdq/staging/<batch>/.lock` so nobody's recovery mistakes
+//! it for the leftovers of a crash, and takes `_gdq/lock` only for the short commit step.
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -63,9 +67,8 @@ impl Warehouse {
         self.meta_dir().join("quarantine")
     }
 
-    /// Creates the layout if needed and takes the writer lock. Fails at once, naming the
-    /// warehouse, when another process holds it.
-    pub fn lock(&self) -> Result<WarehouseLock, IngestError> {
+    /// Creates the layout if needed.
+    pub fn create_layout(&self) -> Result<(), IngestError> {
         for dir in [
             self.findings_dir(),
             self.commits_dir(),
@@ -74,6 +77,12 @@ impl Warehouse {
         ] {
             fs::create_dir_all(&dir).map_err(IngestError::warehouse(&dir))?;
         }
+        Ok(())
+    }
+
+    /// Takes the commit lock, waiting for another writer's commit to finish.
+    pub fn lock(&self) -> Result<WarehouseLock, IngestError> {
+        self.create_layout()?;
         let path = self.meta_dir().join("lock");
         let file = File::options()
             .create(true)
@@ -81,15 +90,39 @@ impl Warehouse {
             .write(true)
             .open(&path)
             .map_err(IngestError::warehouse(&path))?;
+        file.lock().map_err(IngestError::warehouse(&path))?;
+        Ok(WarehouseLock { _file: file })
+    }
+
+    /// Creates a batch's staging folder and takes its liveness lock, held until the batch
+    /// is committed or dropped.
+    pub fn stage(&self, batch: &str) -> Result<WarehouseLock, IngestError> {
+        let dir = self.staging_dir(batch);
+        fs::create_dir_all(&dir).map_err(IngestError::warehouse(&dir))?;
+        let path = dir.join(".lock");
+        let file = File::create(&path).map_err(IngestError::warehouse(&path))?;
         match file.try_lock() {
             Ok(()) => Ok(WarehouseLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(IngestError::Locked(self.root.clone())),
+            Err(TryLockError::WouldBlock) => Err(IngestError::Internal(format!(
+                "batch {batch} is staged twice"
+            ))),
             Err(TryLockError::Error(e)) => Err(IngestError::warehouse(&path)(e)),
         }
     }
 
-    /// Finishes what a crashed writer left: publishes committed batches, discards the rest.
-    /// Needs the lock, so no live writer's staging is touched.
+    /// Whether a live process is still writing this staged batch.
+    fn is_live(&self, batch: &str) -> bool {
+        let Ok(file) = File::options()
+            .write(true)
+            .open(self.staging_dir(batch).join(".lock"))
+        else {
+            return false;
+        };
+        matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    /// Finishes what a crashed writer left: publishes committed batches, discards uncommitted
+    /// ones whose writer is gone. Needs the commit lock; live writers' batches are left alone.
     pub fn recover(&self, _lock: &WarehouseLock) -> Result<Recovery, IngestError> {
         let mut recovery = Recovery::default();
         let staging = self.meta_dir().join("staging");
@@ -105,6 +138,7 @@ impl Warehouse {
                     self.publish(&record)?;
                     recovery.published.push(batch);
                 }
+                None if self.is_live(&batch) => {}
                 None => {
                     let dir = self.staging_dir(&batch);
                     fs::remove_dir_all(&dir).map_err(IngestError::warehouse(&dir))?;
@@ -142,7 +176,12 @@ impl Warehouse {
                     touched_dirs.push(parent.to_path_buf());
                 }
             }
-            fs::rename(&from, &to).map_err(IngestError::warehouse(&to))?;
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                // Another recovering writer moved it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(IngestError::warehouse(&to)(e)),
+            }
             if i == 0 {
                 crate::fault::crash_point("publish-first-file");
             }
@@ -150,8 +189,10 @@ impl Warehouse {
         for dir in touched_dirs {
             sync_dir(&dir)?;
         }
-        if staging.exists() {
-            fs::remove_dir_all(&staging).map_err(IngestError::warehouse(&staging))?;
+        match fs::remove_dir_all(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(IngestError::warehouse(&staging)(e)),
         }
         Ok(())
     }

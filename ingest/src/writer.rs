@@ -9,11 +9,15 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, TimestampMillisecondArray};
+use std::collections::HashSet;
+
+use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_select::filter::filter_record_batch;
 use arrow_select::take::take_record_batch;
 use gdq_schemas::{SCHEMA_VERSION, findings_schema, partition_dir_name};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -191,6 +195,68 @@ impl PartitionWriter {
         self.close_current()?;
         Ok(self.finished)
     }
+}
+
+/// Rewrites a staged file without the rows of the given sources (by `source` URI): the rare
+/// path where another writer committed the same object first. Returns the remaining rows and
+/// bytes, or `None` when no row remains (the file is then removed).
+pub fn drop_sources(
+    path: &Path,
+    uris: &HashSet<String>,
+) -> Result<Option<(u64, u64)>, IngestError> {
+    let err = |source| IngestError::Parquet {
+        finding_type: path.display().to_string(),
+        source,
+    };
+    let file = File::open(path).map_err(IngestError::warehouse(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(err)?
+        .build()
+        .map_err(err)?;
+    let tmp = path.with_extension("rewrite");
+    let out = File::create(&tmp).map_err(IngestError::warehouse(&tmp))?;
+    let mut writer = ArrowWriter::try_new(
+        BufWriter::new(out),
+        findings_schema(),
+        Some(writer_properties()),
+    )
+    .map_err(err)?;
+    let mut rows = 0u64;
+    for batch in reader {
+        let batch = batch?;
+        let Some(sources) = batch
+            .column_by_name("source")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        else {
+            return Err(IngestError::Internal(format!(
+                "{} has no source column",
+                path.display()
+            )));
+        };
+        let keep: BooleanArray = sources
+            .iter()
+            .map(|s| Some(!s.is_some_and(|s| uris.contains(s))))
+            .collect();
+        let kept = filter_record_batch(&batch, &keep)?;
+        if kept.num_rows() > 0 {
+            rows += kept.num_rows() as u64;
+            writer.write(&kept).map_err(err)?;
+            writer.flush().map_err(err)?;
+        }
+    }
+    let out = writer.into_inner().map_err(err)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| IngestError::warehouse(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(IngestError::warehouse(&tmp))?;
+    if rows == 0 {
+        std::fs::remove_file(&tmp).map_err(IngestError::warehouse(&tmp))?;
+        std::fs::remove_file(path).map_err(IngestError::warehouse(path))?;
+        return Ok(None);
+    }
+    let bytes = file.metadata().map_err(IngestError::warehouse(&tmp))?.len();
+    std::fs::rename(&tmp, path).map_err(IngestError::warehouse(path))?;
+    Ok(Some((rows, bytes)))
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ impl<'a> ParsedFinding<'a> {
         self.raw.finding_type.get().unwrap_or_default()
     }
 
+    /// `accountId`, when it is a string or number.
+    pub fn account_id(&self) -> Option<&str> {
+        self.raw.account_id.get()
+    }
+
     /// `updatedAt` as epoch milliseconds.
     pub fn updated_at_ms(&self) -> Option<i64> {
         self.raw.updated_at.0

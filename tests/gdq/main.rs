@@ -4,7 +4,9 @@
 
 mod crash;
 mod ingest;
+mod moto;
 mod normalize;
 mod query;
 mod readers;
 mod support;
+mod worker;

@@ -1,0 +1,113 @@
+//! `gdq worker`: logging, signals and the summary around the ingest crate's SQS loop.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use gdq_ingest::Warehouse;
+use gdq_ingest::s3::AwsClients;
+use gdq_ingest::worker::{WorkerOptions, WorkerStats, run_worker};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::WorkerArgs;
+use crate::exit::{Failure, Status};
+
+fn init_logging(format: &str) -> Result<(), Failure> {
+    let filter = EnvFilter::try_from_env("GDQ_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => {
+            return Err(Failure::new(
+                Status::Usage,
+                format!("unknown log format {other:?} (text, json)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn run(warehouse: &Path, args: WorkerArgs) -> Result<ExitCode, Failure> {
+    init_logging(&args.log_format)?;
+    let mut options = WorkerOptions::new(&args.queue_url);
+    options.once = args.once;
+    options.kms_key = args.kms_key_arn;
+    options.accounts = args.accounts;
+    options.concurrency = args.concurrency.max(1);
+    options.flush_rows = args.flush_rows.max(1);
+    options.flush_interval = args.flush_interval;
+    options.wait = args.wait.unwrap_or(if args.once {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::from_secs(20)
+    });
+    options.progress_interval = args.progress_interval;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(Status::Failed, format!("cannot start the runtime: {e}")))?;
+    let stats = runtime.block_on(async {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        let clients = AwsClients::from_env().await;
+        run_worker(clients, Warehouse::new(warehouse), options, shutdown).await
+    });
+    let stats = stats.map_err(|e| Failure::new(Status::Failed, e))?;
+    if args.once {
+        print_summary(&stats);
+    }
+    Ok(
+        if stats.objects_refused > 0 || stats.objects_failed > 0 || stats.lines_quarantined > 0 {
+            Status::Quarantined
+        } else {
+            Status::Ok
+        }
+        .into(),
+    )
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn print_summary(s: &WorkerStats) {
+    println!("worker drained the queue");
+    println!(
+        "  messages    {} received, {} deleted, {} left for retry or the dead-letter queue, {} test events",
+        s.messages, s.messages_deleted, s.messages_left, s.test_events
+    );
+    println!(
+        "  objects     {} ingested, {} already committed, {} ignored (not new exports), {} refused, {} failed",
+        s.objects_ingested,
+        s.objects_already_committed,
+        s.objects_ignored,
+        s.objects_refused,
+        s.objects_failed
+    );
+    println!(
+        "  rows        {} committed in {} commit(s); {} lines quarantined",
+        s.rows_committed, s.commits, s.lines_quarantined
+    );
+    println!("  errors      {}", s.errors);
+}
