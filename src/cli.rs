@@ -86,6 +86,11 @@ enum Command {
     /// Consume S3 object notifications from SQS and commit each export object exactly once.
     #[command(after_help = WORKER_HELP)]
     Worker(WorkerArgs),
+    /// What the warehouse holds: per type files, rows, bytes, newest updated_at; ledger; quarantine.
+    #[command(
+        after_help = "Example:\n  gdq status --warehouse /data/gdq\n  gdq status --format json"
+    )]
+    Status,
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -165,6 +170,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Ingest(args)) => ingest(&warehouse, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
         Some(Command::Schema(args)) => schema(args),
+        Some(Command::Status) => status(&warehouse, cli.output.format),
         Some(Command::Worker(args)) => crate::worker::run(&warehouse, args),
         None => query(&warehouse, cli.query, cli.output.format),
     }
@@ -321,6 +327,62 @@ fn query(
         out.flush().map_err(|e| Failure::new(Status::Failed, e))?;
         Ok(Status::Ok.into())
     })
+}
+
+fn status(warehouse: &std::path::Path, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let status =
+        gdq_ingest::status::warehouse_status(&Warehouse::new(warehouse)).map_err(ingest_failure)?;
+    let time = |ms: Option<i64>| ms.map(gdq_schemas::format_rfc3339_ms).unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json || format == OutputFormat::Ndjson {
+        let types: Vec<serde_json::Value> = status
+            .types
+            .iter()
+            .map(|(t, p)| {
+                serde_json::json!({"type": t, "files": p.files, "rows": p.rows, "bytes": p.bytes,
+                    "newest_updated_at": p.newest_updated_at_ms.map(gdq_schemas::format_rfc3339_ms)})
+            })
+            .collect();
+        let doc = serde_json::json!({"warehouse": warehouse.display().to_string(), "types": types,
+            "commits": status.commits, "objects": status.objects, "quarantine_records": status.quarantine_records,
+            "staged_batches": status.staged_batches});
+        let _ = writeln!(out, "{doc}");
+        return Ok(Status::Ok.into());
+    }
+    let mut rows: Vec<_> = status.types.iter().collect();
+    rows.sort_by(|a, b| b.1.rows.cmp(&a.1.rows).then(a.0.cmp(b.0)));
+    let width = rows.iter().map(|(t, _)| t.len()).max().unwrap_or(4).max(5);
+    let _ = writeln!(
+        out,
+        "{:width$}  {:>6}  {:>10}  {:>10}  newest updated_at",
+        "type", "files", "rows", "MB"
+    );
+    for (t, p) in &rows {
+        let _ = writeln!(
+            out,
+            "{t:width$}  {:>6}  {:>10}  {:>10.1}  {}",
+            p.files,
+            p.rows,
+            p.bytes as f64 / 1e6,
+            time(p.newest_updated_at_ms)
+        );
+    }
+    let total = status.total();
+    let _ = writeln!(
+        out,
+        "{:width$}  {:>6}  {:>10}  {:>10.1}  {}",
+        "total",
+        total.files,
+        total.rows,
+        total.bytes as f64 / 1e6,
+        time(total.newest_updated_at_ms)
+    );
+    let _ = writeln!(
+        out,
+        "ledger: {} objects in {} commits; quarantine: {} records; staged batches: {}",
+        status.objects, status.commits, status.quarantine_records, status.staged_batches
+    );
+    Ok(Status::Ok.into())
 }
 
 fn schema(args: SchemaArgs) -> Result<ExitCode, Failure> {

@@ -16,6 +16,7 @@ pub mod quarantine;
 pub mod run;
 pub mod s3;
 pub mod source;
+pub mod status;
 pub mod warehouse;
 pub mod worker;
 pub mod writer;

@@ -293,3 +293,36 @@ fn concurrent_ingests_of_the_same_exports_write_each_row_once() {
     );
     assert_eq!(row_fingerprint(wh.path()), expected);
 }
+
+#[test]
+fn status_reports_files_rows_and_freshness_per_type_from_footers() {
+    let wh = tempdir();
+    assert!(ingest(wh.path(), &[&testdata("exports")]).status.success());
+    assert!(ingest(wh.path(), &[&testdata("corrupt")]).status.code() == Some(3));
+    let out = run(gdq(wh.path()).args(["status", "--format", "json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_sql: std::collections::BTreeMap<String, (u64, String)> = sql_rows(
+        wh.path(),
+        "select type, count(*), max(updated_at) from findings group by type",
+    )
+    .into_iter()
+    .map(|r| (r[0].clone(), (r[1].parse().unwrap(), r[2].clone())))
+    .collect();
+    let types = doc["types"].as_array().unwrap();
+    assert_eq!(types.len(), by_sql.len());
+    for t in types {
+        let (rows, newest) = &by_sql[t["type"].as_str().unwrap()];
+        assert_eq!(t["rows"].as_u64(), Some(*rows));
+        assert_eq!(
+            gdq_schemas::parse_timestamp_ms(t["newest_updated_at"].as_str().unwrap()),
+            gdq_schemas::parse_timestamp_ms(newest)
+        );
+        assert!(t["files"].as_u64().unwrap() >= 1 && t["bytes"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(doc["objects"], 15);
+    assert_eq!(doc["commits"], 2);
+    let bad = quarantine_records(wh.path()).len() as u64;
+    assert_eq!(doc["quarantine_records"].as_u64(), Some(bad));
+    assert_eq!(doc["staged_batches"], 0);
+}

@@ -1,0 +1,114 @@
+//! What a warehouse holds, read from Parquet footers and the ledger (no table scan): the
+//! first thing an operator runs.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+
+use gdq_schemas::{PARTITION_COLUMN, decode_partition_value};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+
+use crate::error::IngestError;
+use crate::ledger::Ledger;
+use crate::warehouse::Warehouse;
+
+/// One type partition.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PartitionStatus {
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Newest `updated_at` (epoch ms), from row-group statistics.
+    pub newest_updated_at_ms: Option<i64>,
+}
+
+/// The whole warehouse.
+#[derive(Debug, Default, Clone)]
+pub struct WarehouseStatus {
+    pub types: BTreeMap<String, PartitionStatus>,
+    pub commits: usize,
+    pub objects: usize,
+    pub quarantine_records: u64,
+    /// Batches staged but not committed (a writer running now, or one that crashed).
+    pub staged_batches: usize,
+}
+
+impl WarehouseStatus {
+    pub fn total(&self) -> PartitionStatus {
+        self.types
+            .values()
+            .fold(PartitionStatus::default(), |mut t, p| {
+                t.files += p.files;
+                t.rows += p.rows;
+                t.bytes += p.bytes;
+                t.newest_updated_at_ms = t.newest_updated_at_ms.max(p.newest_updated_at_ms);
+                t
+            })
+    }
+}
+
+fn read_dir_names(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathBuf)>, IngestError> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok().map(|n| (n, e.path())))
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(IngestError::warehouse(dir)(e)),
+    }
+}
+
+/// Reads the status of a local warehouse.
+pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, IngestError> {
+    let mut status = WarehouseStatus::default();
+    let prefix = format!("{PARTITION_COLUMN}=");
+    for (name, dir) in read_dir_names(&warehouse.findings_dir())? {
+        let Some(finding_type) = name.strip_prefix(&prefix).and_then(decode_partition_value) else {
+            continue;
+        };
+        let partition = status.types.entry(finding_type.clone()).or_default();
+        for (file_name, path) in read_dir_names(&dir)? {
+            if !file_name.ends_with(".parquet") {
+                continue;
+            }
+            let file = File::open(&path).map_err(IngestError::warehouse(&path))?;
+            partition.bytes += file
+                .metadata()
+                .map_err(IngestError::warehouse(&path))?
+                .len();
+            let reader =
+                SerializedFileReader::new(file).map_err(|source| IngestError::Parquet {
+                    finding_type: finding_type.clone(),
+                    source,
+                })?;
+            let meta = reader.metadata();
+            partition.files += 1;
+            partition.rows += meta.file_metadata().num_rows().max(0) as u64;
+            let column = meta
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| c.name() == "updated_at");
+            for group in meta.row_groups() {
+                if let Some(Statistics::Int64(s)) =
+                    column.and_then(|i| group.column(i).statistics())
+                {
+                    partition.newest_updated_at_ms =
+                        partition.newest_updated_at_ms.max(s.max_opt().copied());
+                }
+            }
+        }
+    }
+    let ledger = Ledger::load(&warehouse.commits_dir())?;
+    status.commits = ledger.commits();
+    status.objects = ledger.len();
+    for (name, path) in read_dir_names(&warehouse.quarantine_dir())? {
+        if name.ends_with(".jsonl") {
+            let text = std::fs::read(&path).map_err(IngestError::warehouse(&path))?;
+            status.quarantine_records += text.iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+    }
+    status.staged_batches = read_dir_names(&warehouse.meta_dir().join("staging"))?.len();
+    Ok(status)
+}
