@@ -111,6 +111,10 @@ struct IngestArgs {
     /// run redo. 0 commits after every object.
     #[arg(long, default_value_t = 4096, value_name = "MIB")]
     commit_mib: u64,
+    /// Row-buffer budget per thread, in MiB: bounds memory whatever the input; past it the
+    /// largest types are written out first.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    buffer_mib: usize,
 }
 
 const WORKER_HELP: &str = "\
@@ -190,6 +194,8 @@ fn ingest(warehouse: &std::path::Path, args: IngestArgs) -> Result<ExitCode, Fai
         ..IngestOptions::default()
     };
     options.batch.target_file_bytes = args.target_file_mib.max(1) << 20;
+    options.batch.worker_budget_bytes = args.buffer_mib.max(1) << 20;
+    options.batch.batch_bytes = options.batch.worker_budget_bytes / 2;
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
