@@ -100,7 +100,9 @@ pub enum FetchError {
     },
 }
 
-fn describe<E: std::error::Error>(e: &E) -> String {
+/// An AWS SDK error with its whole source chain on one line (the SDK's own `Display` says
+/// only "service error").
+pub(crate) fn describe<E: std::error::Error>(e: &E) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -25,7 +25,7 @@ use crate::batch::{Batch, BatchOptions, TypeBuffers};
 use crate::error::IngestError;
 use crate::ledger::Ledger;
 use crate::notification::{Notice, ObjectEvent, parse_export_key, parse_notification};
-use crate::s3::{AwsClients, Refusal, check_encryption, fetch, s3_source_id, s3_uri};
+use crate::s3::{AwsClients, Refusal, check_encryption, describe, fetch, s3_source_id, s3_uri};
 use crate::warehouse::Warehouse;
 
 /// How the worker runs. See `gdq worker --help` for the user-facing defaults.
@@ -97,17 +97,6 @@ pub enum WorkerError {
     Ingest(#[from] IngestError),
     #[error("queue {queue}: {message}")]
     Queue { queue: String, message: String },
-}
-
-fn describe<E: std::error::Error>(e: &E) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 /// Exponential backoff with jitter for AWS errors: 0.5 s doubling to 30 s.

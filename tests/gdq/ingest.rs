@@ -283,14 +283,7 @@ fn concurrent_ingests_of_the_same_exports_write_each_row_once() {
             .spawn()
             .unwrap()
     };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(
-        a.status.success() && b.status.success(),
-        "{}{}",
-        stderr(&a),
-        stderr(&b)
-    );
+    run_both(spawn);
     assert_eq!(row_fingerprint(wh.path()), expected);
 }
 

@@ -235,3 +235,16 @@ pub fn write_gz(path: &Path, text: &[u8]) {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// Runs two processes at once and returns both outputs once both succeeded.
+pub fn run_both(spawn: impl Fn() -> std::process::Child) -> (Output, Output) {
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    (a, b)
+}

@@ -458,14 +458,7 @@ fn two_workers_on_one_queue_write_the_table_of_one() {
             .spawn()
             .unwrap()
     };
-    let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(
-        a.status.success() && b.status.success(),
-        "{}{}",
-        stderr(&a),
-        stderr(&b)
-    );
+    run_both(spawn);
     assert_eq!(
         gdq_type_counts(wh.path()),
         oracle_type_counts(&testdata("exports"))
