@@ -1,10 +1,14 @@
 //! gdq's ingest side: from GuardDuty export objects to committed rows of the warehouse.
 //!
-//! Sources ([`source`]) find export objects and name them; [`decode`] turns an object's
-//! bytes into findings and bad lines; [`writer`] stages Parquet per type partition;
-//! [`ledger`] and [`warehouse`] hold the commit protocol (stage, commit record, publish) that
-//! makes every object count exactly once however often it is delivered and wherever the
-//! process dies; [`run`] drives a whole local ingest. Querying is not here (`gdq-query`).
+//! Where objects come from: [`source`] (local files, named by their bytes), [`s3`] (S3
+//! objects, named by bucket, key and ETag, and the encryption check) and [`notification`]
+//! (SQS message bodies in every shape). [`decode`] turns an object's bytes into findings and
+//! bad lines. [`batch`] is the unit of one commit: row buffers per type, Parquet staged by
+//! [`writer`], the [`quarantine`], and the commit itself. [`ledger`] and [`warehouse`] hold
+//! the commit protocol (stage, commit record, publish; recovery; the short commit lock) that
+//! makes every object count exactly once however often it is delivered and wherever a
+//! process dies. Drivers: [`run`] (a local ingest on all cores) and [`worker`] (the SQS
+//! loop); [`status`] reads what a warehouse holds. Querying is not here (`gdq-query`).
 
 pub mod batch;
 pub mod decode;
