@@ -69,7 +69,7 @@ try:
         if out.returncode != 0:
             sys.exit(f"worker failed: {out.stderr}")
     if os.environ.get("GDQ_LOG"):
-        print(out.stderr[-20000:], file=sys.stderr)
+        print(out.stderr, file=sys.stderr)
     print(out.stdout.strip())
     print(json.dumps({"objects": args.objects, "findings": len(lines), "seconds": round(dt, 2),
                       "objects_per_s": round(args.objects / dt, 1), "findings_per_s": round(len(lines) / dt)}))
