@@ -550,7 +550,7 @@ fn sigterm_commits_what_is_in_hand_and_exits_cleanly() {
 }
 
 #[test]
-fn a_burst_of_200_objects_drains_into_one_commit() {
+fn a_burst_of_200_objects_is_drained_completely() {
     let aws = aws();
     let s = setup(&aws, "burst", 30, 3, true);
     let findings = oracle_findings(&testdata("exports"));
