@@ -2,8 +2,23 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use crate::support::*;
+
+/// One warehouse of the shared samples for all golden tests (ingested once per test binary).
+fn shared_warehouse() -> Option<&'static Path> {
+    static WAREHOUSE: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+    WAREHOUSE
+        .get_or_init(|| {
+            let shared = shared_findings()?;
+            let wh = tempdir();
+            ingest_ok(wh.path(), &shared);
+            Some(wh)
+        })
+        .as_ref()
+        .map(|wh| wh.path())
+}
 
 fn ingest_ok(warehouse: &Path, dir: &Path) {
     let out = ingest(warehouse, &[dir]);
@@ -54,15 +69,10 @@ fn every_shared_sample_finding_normalizes() {
 
 #[test]
 fn golden_runtime_finding() {
-    let Some(shared) = shared_findings() else {
+    let Some(wh) = shared_warehouse() else {
         return;
     };
-    let wh = tempdir();
-    ingest_ok(wh.path(), &shared);
-    let r = row(
-        wh.path(),
-        "PrivilegeEscalation:Runtime/DockerSocketAccessed",
-    );
+    let r = row(wh, "PrivilegeEscalation:Runtime/DockerSocketAccessed");
     assert_fields(
         &r,
         &[
@@ -94,15 +104,10 @@ fn golden_runtime_finding() {
 
 #[test]
 fn golden_eks_finding() {
-    let Some(shared) = shared_findings() else {
+    let Some(wh) = shared_warehouse() else {
         return;
     };
-    let wh = tempdir();
-    ingest_ok(wh.path(), &shared);
-    let r = row(
-        wh.path(),
-        "Persistence:Kubernetes/SuccessfulAnonymousAccess",
-    );
+    let r = row(wh, "Persistence:Kubernetes/SuccessfulAnonymousAccess");
     assert_fields(
         &r,
         &[
@@ -123,12 +128,10 @@ fn golden_eks_finding() {
 
 #[test]
 fn golden_s3_finding() {
-    let Some(shared) = shared_findings() else {
+    let Some(wh) = shared_warehouse() else {
         return;
     };
-    let wh = tempdir();
-    ingest_ok(wh.path(), &shared);
-    let r = row(wh.path(), "Impact:S3/MaliciousIPCaller");
+    let r = row(wh, "Impact:S3/MaliciousIPCaller");
     assert_fields(
         &r,
         &[
@@ -148,12 +151,10 @@ fn golden_s3_finding() {
 
 #[test]
 fn golden_network_finding_with_ports() {
-    let Some(shared) = shared_findings() else {
+    let Some(wh) = shared_warehouse() else {
         return;
     };
-    let wh = tempdir();
-    ingest_ok(wh.path(), &shared);
-    let r = row(wh.path(), "UnauthorizedAccess:EC2/SSHBruteForce");
+    let r = row(wh, "UnauthorizedAccess:EC2/SSHBruteForce");
     assert_fields(
         &r,
         &[
