@@ -351,7 +351,7 @@ pub async fn run_worker(
         let mut failed = None;
         let results = tokio::select! {
             results = calls.join_all() => results,
-            _ = shutdown.changed() => continue,
+            _ = stop_requested(&mut shutdown) => continue,
         };
         for result in results {
             match result {
@@ -363,7 +363,7 @@ pub async fn run_worker(
             stats.errors += 1;
             let delay = backoff.next_delay();
             warn!(error = %message, retry_in_ms = delay.as_millis() as u64, "receive failed");
-            tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = shutdown.changed() => {} }
+            tokio::select! { _ = tokio::time::sleep(delay) => {}, _ = stop_requested(&mut shutdown) => {} }
             continue;
         }
         backoff.reset();
@@ -415,6 +415,14 @@ pub async fn run_worker(
     heartbeat.abort();
     progress(&clients, &options.queue_url, &stats).await;
     Ok(stats)
+}
+
+/// Resolves once shutdown is requested; never, if the sender is gone without asking (a
+/// closed channel must not turn the receive loop into a busy loop).
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn new_shared(
