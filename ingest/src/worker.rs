@@ -330,6 +330,12 @@ pub async fn run_worker(
     let mut batch_started: Option<Instant> = None;
     let mut last_progress = Instant::now();
     let receivers = options.concurrency.div_ceil(10).max(1);
+    let committer = Committer {
+        clients: &clients,
+        queue_url: &queue,
+        ledger: &ledger,
+        pending: &pending,
+    };
 
     loop {
         if *shutdown.borrow() {
@@ -383,17 +389,8 @@ pub async fn run_worker(
         let due = batch_started.is_some_and(|t| t.elapsed() >= options.flush_interval)
             || stats.rows_pending >= options.flush_rows;
         if due {
-            shared = commit(
-                shared,
-                &clients,
-                &options,
-                &warehouse,
-                &ledger,
-                &pending,
-                &mut to_delete,
-                &mut stats,
-            )
-            .await?;
+            let full = std::mem::replace(&mut shared, new_shared(&clients, &options, &warehouse)?);
+            committer.commit(full, &mut to_delete, &mut stats).await?;
             batch_started = None;
         }
         if last_progress.elapsed() >= options.progress_interval {
@@ -401,17 +398,8 @@ pub async fn run_worker(
             last_progress = Instant::now();
         }
     }
-    commit(
-        shared,
-        &clients,
-        &options,
-        &warehouse,
-        &ledger,
-        &pending,
-        &mut to_delete,
-        &mut stats,
-    )
-    .await?;
+    // The last batch: no successor, so no staging folder is left behind.
+    committer.commit(shared, &mut to_delete, &mut stats).await?;
     heartbeat.abort();
     progress(&clients, &options.queue_url, &stats).await;
     Ok(stats)
@@ -538,49 +526,57 @@ async fn process_round(
     received
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn commit(
-    shared: Arc<Shared>,
-    clients: &AwsClients,
-    options: &WorkerOptions,
-    warehouse: &Warehouse,
-    ledger: &Arc<Mutex<Ledger>>,
-    pending: &Arc<Mutex<Vec<(String, String)>>>,
-    to_delete: &mut Vec<Received>,
-    stats: &mut WorkerStats,
-) -> Result<Arc<Shared>, WorkerError> {
-    let next = new_shared(clients, options, warehouse)?;
-    let ledger = Arc::clone(ledger);
-    let record = tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
-        let shared = Arc::try_unwrap(shared)
-            .map_err(|_| IngestError::Internal("batch still in use at commit".into()))?;
-        for mut buffers in shared
-            .buffers
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-        {
-            buffers.flush()?;
+/// What a commit needs besides the batch itself.
+struct Committer<'a> {
+    clients: &'a AwsClients,
+    queue_url: &'a str,
+    ledger: &'a Arc<Mutex<Ledger>>,
+    pending: &'a Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Committer<'_> {
+    /// Flushes and commits `shared`'s batch, then deletes the messages it covers.
+    async fn commit(
+        &self,
+        shared: Arc<Shared>,
+        to_delete: &mut Vec<Received>,
+        stats: &mut WorkerStats,
+    ) -> Result<(), WorkerError> {
+        let ledger = Arc::clone(self.ledger);
+        let record = tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
+            let shared = Arc::try_unwrap(shared)
+                .map_err(|_| IngestError::Internal("batch still in use at commit".into()))?;
+            for mut buffers in shared
+                .buffers
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+            {
+                buffers.flush()?;
+            }
+            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            shared.batch.commit(&mut ledger)
+        })
+        .await
+        .map_err(|e| IngestError::Internal(e.to_string()))??;
+        if let Some(record) = &record {
+            stats.commits += 1;
+            stats.rows_committed += record.files.iter().map(|f| f.rows).sum::<u64>();
+            info!(batch = %record.batch, objects = record.sources.len(), files = record.files.len(), "committed");
         }
-        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-        shared.batch.commit(&mut ledger)
-    })
-    .await
-    .map_err(|e| IngestError::Internal(e.to_string()))??;
-    if let Some(record) = &record {
-        stats.commits += 1;
-        stats.rows_committed += record.files.iter().map(|f| f.rows).sum::<u64>();
-        info!(batch = %record.batch, objects = record.sources.len(), files = record.files.len(), "committed");
+        stats.rows_pending = 0;
+        delete_messages(
+            self.clients,
+            self.queue_url,
+            std::mem::take(to_delete),
+            stats,
+        )
+        .await;
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(())
     }
-    stats.rows_pending = 0;
-    delete_messages(
-        clients,
-        &options.queue_url,
-        std::mem::take(to_delete),
-        stats,
-    )
-    .await;
-    pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    Ok(next)
 }
 
 /// Deletes messages in batches of ten; a message whose delete fails is only redelivered,

@@ -243,6 +243,13 @@ fn notified_exports_are_ingested_once_and_redeliveries_add_nothing() {
         oracle_type_counts(&testdata("exports"))
     );
     assert_eq!(depth(&aws, &s.queue_url), (0, 0), "every message deleted");
+    let staged = std::fs::read_dir(wh.path().join("_gdq/staging"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        staged, 0,
+        "a worker that exits leaves no staged batch behind"
+    );
     let before = row_fingerprint(wh.path());
 
     // The same objects notified again, three times over: nothing is fetched or added.
