@@ -249,11 +249,6 @@ impl Batch {
         }
     }
 
-    /// Objects recorded so far.
-    pub fn sources(&self) -> usize {
-        lock(&self.sources).len()
-    }
-
     /// Records a line or object that could not be ingested.
     pub fn quarantine(
         &self,

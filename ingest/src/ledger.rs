@@ -109,11 +109,6 @@ impl Ledger {
         }
     }
 
-    /// The batch that committed this source, if any.
-    pub fn batch_of(&self, source_id: &str) -> Option<&str> {
-        self.committed.get(source_id).map(String::as_str)
-    }
-
     pub fn contains(&self, source_id: &str) -> bool {
         self.committed.contains_key(source_id)
     }

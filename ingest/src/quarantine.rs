@@ -85,10 +85,6 @@ impl QuarantineWriter {
         &self.path
     }
 
-    pub fn records(&self) -> u64 {
-        self.records
-    }
-
     /// Flushes and syncs the file, if any record was written.
     pub fn finish(self) -> Result<u64, IngestError> {
         if let Some(out) = self.out {
