@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use gdq_ingest::remote::S3Location;
 use gdq_ingest::{IngestError, IngestOptions, IngestSummary, Warehouse, ingest_local};
-use gdq_query::{OutputFormat, QueryError, open_session, run_sql};
+use gdq_query::{OutputFormat, QueryError, WarehouseLocation, open_session, run_sql};
 
 use crate::exit::{Failure, Status};
 
@@ -38,15 +39,15 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 struct WarehouseArg {
-    /// Warehouse directory.
+    /// Warehouse: a directory, or s3://bucket/prefix (AWS settings from the standard chain).
     #[arg(
         long,
         global = true,
         env = "GDQ_WAREHOUSE",
         default_value = "gdq-warehouse",
-        value_name = "DIR"
+        value_name = "DIR|s3://BUCKET/PREFIX"
     )]
-    warehouse: PathBuf,
+    warehouse: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -182,13 +183,33 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
 
 fn ingest_failure(e: IngestError) -> Failure {
     let code = match e {
-        IngestError::MissingPath(_) => Status::Usage,
+        IngestError::MissingPath(_) | IngestError::Usage(_) => Status::Usage,
         _ => Status::Failed,
     };
     Failure::new(code, e)
 }
 
-fn ingest(warehouse: &std::path::Path, args: IngestArgs) -> Result<ExitCode, Failure> {
+/// Opens the warehouse a writer or `status` works on.
+pub fn open_warehouse(location: &str) -> Result<Warehouse, Failure> {
+    Warehouse::open(location).map_err(ingest_failure)
+}
+
+/// Where queries read: a local directory, or an S3 prefix through `object_store`.
+async fn query_location(location: &str) -> Result<WarehouseLocation, Failure> {
+    if !location.starts_with("s3://") {
+        return Ok(WarehouseLocation::Local(PathBuf::from(location)));
+    }
+    let parsed = S3Location::parse(location).map_err(ingest_failure)?;
+    let store = gdq_ingest::remote::s3_store(&parsed.bucket)
+        .await
+        .map_err(ingest_failure)?;
+    Ok(WarehouseLocation::Store {
+        url: parsed.url(),
+        store,
+    })
+}
+
+fn ingest(warehouse: &str, args: IngestArgs) -> Result<ExitCode, Failure> {
     let mut options = IngestOptions {
         commit_input_bytes: args.commit_mib << 20,
         ..IngestOptions::default()
@@ -199,12 +220,12 @@ fn ingest(warehouse: &std::path::Path, args: IngestArgs) -> Result<ExitCode, Fai
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
-    let summary =
-        ingest_local(&Warehouse::new(warehouse), &args.paths, &options).map_err(ingest_failure)?;
+    let warehouse = open_warehouse(warehouse)?;
+    let summary = ingest_local(&warehouse, &args.paths, &options).map_err(ingest_failure)?;
     for problem in &summary.problems {
         eprintln!("gdq: {problem}");
     }
-    print_summary(warehouse, &summary);
+    print_summary(&warehouse.name(), &summary);
     let status = if summary.objects_failed > 0 {
         Status::Failed
     } else if summary.has_quarantine() {
@@ -219,7 +240,7 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-fn print_summary(warehouse: &std::path::Path, s: &IngestSummary) {
+fn print_summary(warehouse: &str, s: &IngestSummary) {
     let secs = s.elapsed.as_secs_f64();
     let rate = if secs > 0.0 {
         s.rows as f64 / secs
@@ -227,7 +248,7 @@ fn print_summary(warehouse: &std::path::Path, s: &IngestSummary) {
         0.0
     };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ingest into {}", warehouse.display());
+    let _ = writeln!(out, "ingest into {warehouse}");
     if !s.recovery.published.is_empty() || !s.recovery.discarded.is_empty() {
         let _ = writeln!(
             out,
@@ -248,10 +269,8 @@ fn print_summary(warehouse: &std::path::Path, s: &IngestSummary) {
     );
     let _ = writeln!(
         out,
-        "  quarantined {} lines, {} objects (in {}/_gdq/quarantine/)",
-        s.lines_quarantined,
-        s.objects_partial,
-        warehouse.display()
+        "  quarantined {} lines, {} objects (in {warehouse}/_gdq/quarantine/)",
+        s.lines_quarantined, s.objects_partial,
     );
     let _ = writeln!(
         out,
@@ -305,11 +324,7 @@ fn query_failure(e: QueryError) -> Failure {
     Failure::new(code, e)
 }
 
-fn query(
-    warehouse: &std::path::Path,
-    args: QueryArgs,
-    format: OutputFormat,
-) -> Result<ExitCode, Failure> {
+fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
     let sql = read_sql(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -321,7 +336,8 @@ fn query(
             )
         })?;
     runtime.block_on(async {
-        let (ctx, warning) = open_session(warehouse).await.map_err(query_failure)?;
+        let location = query_location(warehouse).await?;
+        let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;
         if let Some(warning) = warning {
             eprintln!("gdq: {warning}");
         }
@@ -335,9 +351,9 @@ fn query(
     })
 }
 
-fn status(warehouse: &std::path::Path, format: OutputFormat) -> Result<ExitCode, Failure> {
-    let status =
-        gdq_ingest::status::warehouse_status(&Warehouse::new(warehouse)).map_err(ingest_failure)?;
+fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let status = gdq_ingest::status::warehouse_status(&open_warehouse(warehouse)?)
+        .map_err(ingest_failure)?;
     let time = |ms: Option<i64>| ms.map(gdq_schemas::format_rfc3339_ms).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if format == OutputFormat::Json || format == OutputFormat::Ndjson {
@@ -349,7 +365,7 @@ fn status(warehouse: &std::path::Path, format: OutputFormat) -> Result<ExitCode,
                     "newest_updated_at": p.newest_updated_at_ms.map(gdq_schemas::format_rfc3339_ms)})
             })
             .collect();
-        let doc = serde_json::json!({"warehouse": warehouse.display().to_string(), "types": types,
+        let doc = serde_json::json!({"warehouse": warehouse, "types": types,
             "commits": status.commits, "objects": status.objects, "quarantine_records": status.quarantine_records,
             "staged_batches": status.staged_batches});
         let _ = writeln!(out, "{doc}");

@@ -1,9 +1,7 @@
 //! `gdq worker`: logging, signals and the summary around the ingest crate's SQS loop.
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use gdq_ingest::Warehouse;
 use gdq_ingest::s3::AwsClients;
 use gdq_ingest::worker::{WorkerOptions, WorkerStats, run_worker};
 use tokio::sync::watch;
@@ -30,7 +28,7 @@ fn init_logging(format: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn run(warehouse: &Path, args: WorkerArgs) -> Result<ExitCode, Failure> {
+pub fn run(warehouse: &str, args: WorkerArgs) -> Result<ExitCode, Failure> {
     init_logging(&args.log_format)?;
     let mut options = WorkerOptions::new(&args.queue_url);
     options.once = args.once;
@@ -46,6 +44,7 @@ pub fn run(warehouse: &Path, args: WorkerArgs) -> Result<ExitCode, Failure> {
     });
     options.progress_interval = args.progress_interval;
 
+    let warehouse = crate::cli::open_warehouse(warehouse)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +56,7 @@ pub fn run(warehouse: &Path, args: WorkerArgs) -> Result<ExitCode, Failure> {
             let _ = stop.send(true);
         });
         let clients = AwsClients::from_env().await;
-        run_worker(clients, Warehouse::new(warehouse), options, shutdown).await
+        run_worker(clients, warehouse, options, shutdown).await
     });
     let stats = stats.map_err(|e| Failure::new(Status::Failed, e))?;
     if args.once {

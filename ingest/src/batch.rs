@@ -13,9 +13,9 @@ use gdq_schemas::{FindingRows, ParsedFinding, format_rfc3339_ms};
 use crate::decode::{Event, StreamCounts, for_each_finding, maybe_gunzip};
 use crate::error::IngestError;
 use crate::fault::crash_point;
-use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord, write_commit};
+use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord};
 use crate::quarantine::QuarantineWriter;
-use crate::warehouse::{Warehouse, WarehouseLock};
+use crate::warehouse::{Warehouse, WarehouseLock, quarantine_key};
 use crate::writer::{PartitionWriter, drop_sources};
 
 /// Tuning of the row buffers and files of a batch. The defaults fit a 2-core machine.
@@ -210,12 +210,7 @@ impl Batch {
         let id = new_batch_id();
         let live = warehouse.stage(&id)?;
         let staging_root = warehouse.staging_dir(&id);
-        let quarantine = warehouse.quarantine_path(&id);
-        let quarantine = staging_root.join(
-            quarantine
-                .strip_prefix(warehouse.root())
-                .unwrap_or(&quarantine),
-        );
+        let quarantine = staging_root.join(quarantine_key(&id));
         Ok(Batch {
             _live: live,
             warehouse: warehouse.clone(),
@@ -353,8 +348,18 @@ impl Batch {
             .finish()?;
         let mut sources = sources.into_inner().unwrap_or_else(|p| p.into_inner());
 
+        // Large uploads happen before the lock, so writers only queue for the short part.
+        let staged = |files: &[FileRecord], quarantined: u64| -> Vec<String> {
+            let mut relatives: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+            if quarantined > 0 {
+                relatives.push(quarantine_key(&id));
+            }
+            relatives
+        };
+        warehouse.upload_staged(&id, &staged(&files, quarantined))?;
+
         let _commit_lock = warehouse.lock()?;
-        ledger.refresh(&warehouse.commits_dir())?;
+        ledger.refresh(&warehouse)?;
         let duplicates: HashSet<String> = sources
             .iter()
             .filter(|s| ledger.contains(&s.id))
@@ -364,12 +369,13 @@ impl Batch {
             sources.retain(|s| !duplicates.contains(&s.uri));
             files = drop_duplicate_rows(&staging_root, files, &duplicates)?;
             quarantined = drop_quarantine_records(&quarantine_path, &duplicates)?;
+            if warehouse.remote().is_some() {
+                warehouse.discard_staged_remote(&id)?;
+                warehouse.upload_staged(&id, &staged(&files, quarantined))?;
+            }
         }
         if sources.is_empty() && quarantined == 0 {
-            if staging_root.exists() {
-                std::fs::remove_dir_all(&staging_root)
-                    .map_err(IngestError::warehouse(&staging_root))?;
-            }
+            warehouse.discard_staged(&id)?;
             return Ok(None);
         }
         sources.sort_by(|a, b| a.uri.cmp(&b.uri));
@@ -381,7 +387,7 @@ impl Batch {
             files,
         };
         crash_point("before-commit");
-        write_commit(&warehouse.commits_dir(), &record)?;
+        warehouse.write_commit(&record)?;
         crash_point("after-commit");
         warehouse.publish(&record)?;
         ledger.add(&record);

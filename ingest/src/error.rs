@@ -21,6 +21,13 @@ pub enum IngestError {
     },
     #[error("cannot read {uri}: {source}")]
     Object { uri: String, source: io::Error },
+    #[error("{what}: {source}")]
+    Store {
+        what: String,
+        source: object_store::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("building rows: {0}")]

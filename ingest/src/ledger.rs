@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
+use crate::warehouse::Warehouse;
 
 /// Format version of commit records.
 pub const COMMIT_FORMAT: u32 = 1;
@@ -60,39 +61,26 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Reads every commit record under `commits_dir` (missing directory: empty ledger).
-    pub fn load(commits_dir: &Path) -> Result<Ledger, IngestError> {
+    /// Reads every commit record of the warehouse (none yet: empty ledger).
+    pub fn load(warehouse: &Warehouse) -> Result<Ledger, IngestError> {
         let mut ledger = Ledger::default();
-        ledger.refresh(commits_dir)?;
+        ledger.refresh(warehouse)?;
         Ok(ledger)
     }
 
     /// Reads the commit records written since the last load or refresh (by this process or
     /// another one) and returns them.
-    pub fn refresh(&mut self, commits_dir: &Path) -> Result<Vec<CommitRecord>, IngestError> {
-        let entries = match fs::read_dir(commits_dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(IngestError::warehouse(commits_dir)(e)),
-        };
-        let mut new = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(IngestError::warehouse(commits_dir))?.path();
-            let Some(batch) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if self.seen.contains(batch) {
-                continue;
-            }
-            let record = read_record(&path)?;
-            self.add(&record);
-            new.push(record);
+    pub fn refresh(&mut self, warehouse: &Warehouse) -> Result<Vec<CommitRecord>, IngestError> {
+        let mut unseen: Vec<String> = warehouse
+            .commit_names()?
+            .into_iter()
+            .filter(|b| !self.seen.contains(b))
+            .collect();
+        unseen.sort();
+        let new = warehouse.read_commits(&unseen)?;
+        for record in &new {
+            self.add(record);
         }
-        new.sort_by(|a, b| a.batch.cmp(&b.batch));
         Ok(new)
     }
 
@@ -130,7 +118,12 @@ impl Ledger {
 
 fn read_record(path: &Path) -> Result<CommitRecord, IngestError> {
     let bytes = fs::read(path).map_err(IngestError::warehouse(path))?;
-    let record: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| IngestError::Ledger {
+    parse_record(&bytes, path)
+}
+
+/// Decodes a commit record read from `path` (a file or an object URL, for errors).
+pub(crate) fn parse_record(bytes: &[u8], path: &Path) -> Result<CommitRecord, IngestError> {
+    let record: CommitRecord = serde_json::from_slice(bytes).map_err(|e| IngestError::Ledger {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod ledger;
 pub mod notification;
 pub mod quarantine;
+pub mod remote;
 pub mod run;
 pub mod s3;
 pub mod source;

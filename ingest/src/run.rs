@@ -225,7 +225,7 @@ pub fn ingest_local(
         let lock = warehouse.lock()?;
         warehouse.recover(&lock)?
     };
-    let mut ledger = Ledger::load(&warehouse.commits_dir())?;
+    let mut ledger = Ledger::load(warehouse)?;
     let counters = Counters::default();
     let claimed = Mutex::new(HashSet::new());
     let mut summary = IngestSummary {

@@ -5,11 +5,13 @@ use std::collections::BTreeMap;
 use std::fs::File;
 
 use gdq_schemas::{PARTITION_COLUMN, decode_partition_value};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
 use crate::error::IngestError;
 use crate::ledger::Ledger;
+use crate::remote::Remote;
 use crate::warehouse::Warehouse;
 
 /// One type partition.
@@ -58,12 +60,49 @@ fn read_dir_names(dir: &std::path::Path) -> Result<Vec<(String, std::path::PathB
     }
 }
 
-/// Reads the status of a local warehouse.
+/// Adds one data file's footer to its partition's status.
+fn add_file(partition: &mut PartitionStatus, bytes: u64, meta: &ParquetMetaData) {
+    partition.files += 1;
+    partition.bytes += bytes;
+    partition.rows += meta.file_metadata().num_rows().max(0) as u64;
+    let column = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "updated_at");
+    for group in meta.row_groups() {
+        if let Some(Statistics::Int64(s)) = column.and_then(|i| group.column(i).statistics()) {
+            partition.newest_updated_at_ms =
+                partition.newest_updated_at_ms.max(s.max_opt().copied());
+        }
+    }
+}
+
+/// The type a `type=<enc>` folder name holds.
+fn partition_type(dir_name: &str) -> Option<String> {
+    dir_name
+        .strip_prefix(PARTITION_COLUMN)?
+        .strip_prefix('=')
+        .and_then(decode_partition_value)
+}
+
+/// Reads the status of a warehouse, local or in S3.
 pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, IngestError> {
+    let mut status = match warehouse.remote() {
+        Some(remote) => remote_files(remote)?,
+        None => local_files(warehouse)?,
+    };
+    let ledger = Ledger::load(warehouse)?;
+    status.commits = ledger.commits();
+    status.objects = ledger.len();
+    Ok(status)
+}
+
+fn local_files(warehouse: &Warehouse) -> Result<WarehouseStatus, IngestError> {
     let mut status = WarehouseStatus::default();
-    let prefix = format!("{PARTITION_COLUMN}=");
     for (name, dir) in read_dir_names(&warehouse.findings_dir())? {
-        let Some(finding_type) = name.strip_prefix(&prefix).and_then(decode_partition_value) else {
+        let Some(finding_type) = partition_type(&name) else {
             continue;
         };
         let partition = status.types.entry(finding_type.clone()).or_default();
@@ -72,7 +111,7 @@ pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, Ingest
                 continue;
             }
             let file = File::open(&path).map_err(IngestError::warehouse(&path))?;
-            partition.bytes += file
+            let bytes = file
                 .metadata()
                 .map_err(IngestError::warehouse(&path))?
                 .len();
@@ -81,28 +120,9 @@ pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, Ingest
                     finding_type: finding_type.clone(),
                     source,
                 })?;
-            let meta = reader.metadata();
-            partition.files += 1;
-            partition.rows += meta.file_metadata().num_rows().max(0) as u64;
-            let column = meta
-                .file_metadata()
-                .schema_descr()
-                .columns()
-                .iter()
-                .position(|c| c.name() == "updated_at");
-            for group in meta.row_groups() {
-                if let Some(Statistics::Int64(s)) =
-                    column.and_then(|i| group.column(i).statistics())
-                {
-                    partition.newest_updated_at_ms =
-                        partition.newest_updated_at_ms.max(s.max_opt().copied());
-                }
-            }
+            add_file(partition, bytes, reader.metadata());
         }
     }
-    let ledger = Ledger::load(&warehouse.commits_dir())?;
-    status.commits = ledger.commits();
-    status.objects = ledger.len();
     for (name, path) in read_dir_names(&warehouse.quarantine_dir())? {
         if name.ends_with(".jsonl") {
             let text = std::fs::read(&path).map_err(IngestError::warehouse(&path))?;
@@ -110,5 +130,40 @@ pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, Ingest
         }
     }
     status.staged_batches = read_dir_names(&warehouse.meta_dir().join("staging"))?.len();
+    Ok(status)
+}
+
+fn remote_files(remote: &Remote) -> Result<WarehouseStatus, IngestError> {
+    let mut status = WarehouseStatus::default();
+    for listed in remote.list("findings/")? {
+        let mut parts = listed.relative.split('/').skip(1);
+        let (Some(dir), Some(file)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(finding_type) = partition_type(dir).filter(|_| file.ends_with(".parquet")) else {
+            continue;
+        };
+        let meta = remote.parquet_footer(&listed.relative, listed.size)?;
+        add_file(
+            status.types.entry(finding_type).or_default(),
+            listed.size,
+            &meta,
+        );
+    }
+    let quarantine: Vec<String> = remote
+        .list("_gdq/quarantine/")?
+        .into_iter()
+        .map(|l| l.relative)
+        .filter(|r| r.ends_with(".jsonl"))
+        .collect();
+    for body in remote.get_many(&quarantine)?.into_iter().flatten() {
+        status.quarantine_records += body.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    let staged: std::collections::BTreeSet<String> = remote
+        .list("_gdq/staging/")?
+        .into_iter()
+        .filter_map(|l| l.relative.split('/').nth(2).map(str::to_string))
+        .collect();
+    status.staged_batches = staged.len();
     Ok(status)
 }

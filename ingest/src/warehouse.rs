@@ -1,4 +1,4 @@
-//! The warehouse layout on a local file system, its lock, and crash recovery.
+//! The warehouse layout, its commit lock, and crash recovery, on a local file system or in S3.
 //!
 //! ```text
 //! <root>/findings/type=<enc>/<batch>-<part>.parquet   the table (what every reader reads)
@@ -9,24 +9,60 @@
 //! ```
 //!
 //! Several processes may write at once (two SQS workers, a worker and a backfill): each
-//! stages its own batch, holding `_gdq/staging/<batch>/.lock` so nobody's recovery mistakes
-//! it for the leftovers of a crash, and takes `_gdq/lock` only for the short commit step.
+//! stages its own batch and takes `_gdq/lock` only for the short commit step. Locally a
+//! staged batch is kept alive by a file lock on `_gdq/staging/<batch>/.lock`, so nobody's
+//! recovery mistakes it for the leftovers of a crash. In S3 (`s3://bucket/prefix`) batches
+//! are built in a local scratch folder and uploaded to `_gdq/staging/<batch>/` just before
+//! their commit; the lock is a lease object created with `If-None-Match` and taken over by
+//! an `If-Match` write once it is older than its ttl; the commit record is created with
+//! `If-None-Match`; publishing copies staged objects into place. An uploaded batch without
+//! a commit record is discarded by recovery once nobody has touched it for the staging ttl.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::error::IngestError;
-use crate::ledger::{CommitRecord, read_commit, sync_dir};
+use crate::ledger::{CommitRecord, parse_record, read_commit, sync_dir};
+use crate::remote::{Lease, Remote, S3Location};
 
-/// A local warehouse directory.
+const COMMITS: &str = "_gdq/commits";
+const STAGING: &str = "_gdq/staging";
+const QUARANTINE: &str = "_gdq/quarantine";
+const LOCK: &str = "_gdq/lock";
+
+/// A lease older than this belongs to a writer that died (commits hold it for seconds).
+const LEASE_TTL: Duration = Duration::from_secs(60);
+/// An uploaded, uncommitted batch untouched for this long belongs to a writer that died.
+const STAGING_TTL: Duration = Duration::from_secs(15 * 60);
+
+fn ttl_from_env(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(default, Duration::from_secs_f64)
+}
+
+/// A warehouse: a local directory, or an S3 prefix with a local scratch folder for staging.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: PathBuf,
+    remote: Option<Remote>,
+    _scratch: Option<Arc<tempfile::TempDir>>,
+    lease_ttl: Duration,
+    staging_ttl: Duration,
 }
 
-/// Held while a process writes to the warehouse; released on drop.
+/// Held while a process commits to the warehouse; released on drop.
 pub struct WarehouseLock {
-    _file: File,
+    _held: Held,
+}
+
+enum Held {
+    File(#[allow(dead_code)] File),
+    Lease(#[allow(dead_code)] Lease),
 }
 
 /// What recovery did when a writer opened the warehouse.
@@ -39,12 +75,57 @@ pub struct Recovery {
 }
 
 impl Warehouse {
+    /// A local warehouse directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Warehouse { root: root.into() }
+        Warehouse {
+            root: root.into(),
+            remote: None,
+            _scratch: None,
+            lease_ttl: LEASE_TTL,
+            staging_ttl: STAGING_TTL,
+        }
     }
 
+    /// Opens `s3://bucket[/prefix]` (AWS settings from the standard chain) or a local path.
+    pub fn open(location: &str) -> Result<Self, IngestError> {
+        if !location.starts_with("s3://") {
+            if location.contains("://") {
+                return Err(IngestError::Usage(format!(
+                    "warehouse {location:?}: only local paths and s3:// URLs are supported"
+                )));
+            }
+            return Ok(Warehouse::new(location));
+        }
+        let remote = Remote::connect(S3Location::parse(location)?)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("gdq-scratch-")
+            .tempdir()
+            .map_err(IngestError::warehouse(std::env::temp_dir()))?;
+        Ok(Warehouse {
+            root: scratch.path().to_path_buf(),
+            remote: Some(remote),
+            _scratch: Some(Arc::new(scratch)),
+            lease_ttl: ttl_from_env("GDQ_LEASE_TTL_SECS", LEASE_TTL),
+            staging_ttl: ttl_from_env("GDQ_STAGING_TTL_SECS", STAGING_TTL),
+        })
+    }
+
+    /// The local directory (for an S3 warehouse: the scratch folder batches are built in).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The S3 side, for an `s3://` warehouse.
+    pub fn remote(&self) -> Option<&Remote> {
+        self.remote.as_ref()
+    }
+
+    /// What users call it: the path or the `s3://` URL.
+    pub fn name(&self) -> String {
+        match &self.remote {
+            Some(remote) => remote.url(),
+            None => self.root.display().to_string(),
+        }
     }
 
     pub fn findings_dir(&self) -> PathBuf {
@@ -83,6 +164,12 @@ impl Warehouse {
     /// Takes the commit lock, waiting for another writer's commit to finish.
     pub fn lock(&self) -> Result<WarehouseLock, IngestError> {
         self.create_layout()?;
+        if let Some(remote) = &self.remote {
+            let lease = remote.acquire_lease(LOCK, self.lease_ttl)?;
+            return Ok(WarehouseLock {
+                _held: Held::Lease(lease),
+            });
+        }
         let path = self.meta_dir().join("lock");
         let file = File::options()
             .create(true)
@@ -91,7 +178,9 @@ impl Warehouse {
             .open(&path)
             .map_err(IngestError::warehouse(&path))?;
         file.lock().map_err(IngestError::warehouse(&path))?;
-        Ok(WarehouseLock { _file: file })
+        Ok(WarehouseLock {
+            _held: Held::File(file),
+        })
     }
 
     /// Creates a batch's staging folder and takes its liveness lock, held until the batch
@@ -102,7 +191,9 @@ impl Warehouse {
         let path = dir.join(".lock");
         let file = File::create(&path).map_err(IngestError::warehouse(&path))?;
         match file.try_lock() {
-            Ok(()) => Ok(WarehouseLock { _file: file }),
+            Ok(()) => Ok(WarehouseLock {
+                _held: Held::File(file),
+            }),
             Err(TryLockError::WouldBlock) => Err(IngestError::Internal(format!(
                 "batch {batch} is staged twice"
             ))),
@@ -124,6 +215,9 @@ impl Warehouse {
     /// Finishes what a crashed writer left: publishes committed batches, discards uncommitted
     /// ones whose writer is gone. Needs the commit lock; live writers' batches are left alone.
     pub fn recover(&self, _lock: &WarehouseLock) -> Result<Recovery, IngestError> {
+        if let Some(remote) = &self.remote {
+            return self.recover_remote(remote);
+        }
         let mut recovery = Recovery::default();
         let staging = self.meta_dir().join("staging");
         let entries = fs::read_dir(&staging).map_err(IngestError::warehouse(&staging))?;
@@ -149,9 +243,175 @@ impl Warehouse {
         Ok(recovery)
     }
 
+    fn recover_remote(&self, remote: &Remote) -> Result<Recovery, IngestError> {
+        let mut recovery = Recovery::default();
+        let mut batches: BTreeMap<String, (Vec<String>, SystemTime)> = BTreeMap::new();
+        for listed in remote.list(&format!("{STAGING}/"))? {
+            let Some((batch, _)) = listed
+                .relative
+                .strip_prefix(&format!("{STAGING}/"))
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            let entry = batches
+                .entry(batch.to_string())
+                .or_insert_with(|| (Vec::new(), SystemTime::UNIX_EPOCH));
+            entry.1 = entry.1.max(listed.modified);
+            entry.0.push(listed.relative);
+        }
+        for (batch, (objects, newest)) in batches {
+            match self.read_commit(&batch)? {
+                Some(record) => {
+                    self.publish(&record)?;
+                    recovery.published.push(batch);
+                }
+                None if newest.elapsed().unwrap_or_default() < self.staging_ttl => {}
+                None => {
+                    remote.delete_many(objects)?;
+                    recovery.discarded.push(batch);
+                }
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// Names of the committed batches.
+    pub fn commit_names(&self) -> Result<Vec<String>, IngestError> {
+        let names: Vec<String> = match &self.remote {
+            Some(remote) => remote
+                .list(&format!("{COMMITS}/"))?
+                .into_iter()
+                .map(|l| l.relative)
+                .collect(),
+            None => {
+                let dir = self.commits_dir();
+                match fs::read_dir(&dir) {
+                    Ok(entries) => entries
+                        .filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(IngestError::warehouse(&dir)(e)),
+                }
+            }
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json"))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Reads the commit records of `batches` (all of them committed).
+    pub fn read_commits(&self, batches: &[String]) -> Result<Vec<CommitRecord>, IngestError> {
+        let Some(remote) = &self.remote else {
+            return batches
+                .iter()
+                .map(|b| {
+                    read_commit(&self.commits_dir(), b)?.ok_or_else(|| IngestError::Ledger {
+                        path: crate::ledger::record_path(&self.commits_dir(), b),
+                        reason: "disappeared while being read".into(),
+                    })
+                })
+                .collect();
+        };
+        let keys: Vec<String> = batches.iter().map(|b| commit_key(b)).collect();
+        let bodies = remote.get_many(&keys)?;
+        keys.iter()
+            .zip(bodies)
+            .map(|(key, body)| {
+                let what = PathBuf::from(format!("{}/{key}", remote.url()));
+                let body = body.ok_or_else(|| IngestError::Ledger {
+                    path: what.clone(),
+                    reason: "disappeared while being read".into(),
+                })?;
+                parse_record(&body, &what)
+            })
+            .collect()
+    }
+
+    /// One batch's commit record, if it was committed.
+    pub fn read_commit(&self, batch: &str) -> Result<Option<CommitRecord>, IngestError> {
+        let Some(remote) = &self.remote else {
+            return read_commit(&self.commits_dir(), batch);
+        };
+        let key = commit_key(batch);
+        match remote.get(&key)? {
+            None => Ok(None),
+            Some(body) => {
+                parse_record(&body, &PathBuf::from(format!("{}/{key}", remote.url()))).map(Some)
+            }
+        }
+    }
+
+    /// Writes a batch's commit record: its commit point. Never overwrites a record.
+    pub fn write_commit(&self, record: &CommitRecord) -> Result<(), IngestError> {
+        let Some(remote) = &self.remote else {
+            return crate::ledger::write_commit(&self.commits_dir(), record);
+        };
+        let key = commit_key(&record.batch);
+        let bytes = serde_json::to_vec_pretty(record)
+            .map_err(|e| IngestError::Internal(format!("encoding commit record: {e}")))?;
+        if !remote.put_new(&key, bytes)? {
+            return Err(IngestError::Internal(format!(
+                "commit record {key} already exists: batch ids collided"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes a batch's locally staged files (paths relative to its staging folder) visible
+    /// to recovery and publishing. For a local warehouse they already are.
+    pub fn upload_staged(&self, batch: &str, relatives: &[String]) -> Result<(), IngestError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let staging = self.staging_dir(batch);
+        let files = relatives
+            .iter()
+            .filter(|r| staging.join(r).exists())
+            .map(|r| (staging.join(r), format!("{STAGING}/{batch}/{r}")))
+            .collect();
+        remote.upload(files)
+    }
+
+    /// Throws away a batch that will not be committed.
+    pub fn discard_staged(&self, batch: &str) -> Result<(), IngestError> {
+        let dir = self.staging_dir(batch);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(IngestError::warehouse(&dir)(e)),
+        }
+        self.discard_staged_remote(batch)
+    }
+
+    /// Deletes what a batch uploaded to the S3 staging area (nothing for a local warehouse).
+    pub fn discard_staged_remote(&self, batch: &str) -> Result<(), IngestError> {
+        if let Some(remote) = &self.remote {
+            let staged = remote.list(&format!("{STAGING}/{batch}/"))?;
+            remote.delete_many(staged.into_iter().map(|l| l.relative).collect())?;
+        }
+        Ok(())
+    }
+
     /// Moves a committed batch's staged files to their place in the table. Idempotent: a
     /// file already moved is skipped, so a crash half way through is finished by rerunning.
     pub fn publish(&self, record: &CommitRecord) -> Result<(), IngestError> {
+        if let Some(remote) = &self.remote {
+            let batch = &record.batch;
+            let pairs: Vec<(String, String)> = record
+                .files
+                .iter()
+                .map(|f| f.path.clone())
+                .chain(std::iter::once(quarantine_key(batch)))
+                .map(|rel| (format!("{STAGING}/{batch}/{rel}"), rel))
+                .collect();
+            remote.copy_many(pairs)?;
+            crate::fault::crash_point("publish-first-file");
+            return self.discard_staged(batch);
+        }
         let staging = self.staging_dir(&record.batch);
         let mut touched_dirs = Vec::new();
         let quarantine = self.quarantine_path(&record.batch);
@@ -199,6 +459,15 @@ impl Warehouse {
 
     /// Where a batch's quarantine records go once published.
     pub fn quarantine_path(&self, batch: &str) -> PathBuf {
-        self.quarantine_dir().join(format!("{batch}.jsonl"))
+        self.root.join(quarantine_key(batch))
     }
+}
+
+fn commit_key(batch: &str) -> String {
+    format!("{COMMITS}/{batch}.json")
+}
+
+/// A batch's quarantine file, relative to the warehouse root.
+pub fn quarantine_key(batch: &str) -> String {
+    format!("{QUARANTINE}/{batch}.jsonl")
 }

@@ -278,11 +278,14 @@ pub async fn run_worker(
         queue: queue.clone(),
         message,
     };
-    let recovered = {
+    let (recovered, ledger) = {
         let warehouse = warehouse.clone();
         tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
-            let lock = warehouse.lock()?;
-            warehouse.recover(&lock)
+            let recovered = {
+                let lock = warehouse.lock()?;
+                warehouse.recover(&lock)?
+            };
+            Ok((recovered, Ledger::load(&warehouse)?))
         })
         .await
         .map_err(|e| IngestError::Internal(e.to_string()))??
@@ -294,7 +297,7 @@ pub async fn run_worker(
             "recovered interrupted batches"
         );
     }
-    let ledger = Arc::new(Mutex::new(Ledger::load(&warehouse.commits_dir())?));
+    let ledger = Arc::new(Mutex::new(ledger));
 
     let visibility = clients
         .sqs
@@ -309,7 +312,7 @@ pub async fn run_worker(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(30)
         .max(2);
-    info!(queue = %options.queue_url, warehouse = %warehouse.root().display(), visibility_timeout_s = visibility, "worker started");
+    info!(queue = %options.queue_url, warehouse = %warehouse.name(), visibility_timeout_s = visibility, "worker started");
 
     let pending: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
     let heartbeat = tokio::spawn(heartbeat(

@@ -11,4 +11,4 @@ mod session;
 
 pub use error::QueryError;
 pub use format::OutputFormat;
-pub use session::{LATEST_VIEW, QueryResult, TABLE, open_session, run_sql};
+pub use session::{LATEST_VIEW, QueryResult, TABLE, WarehouseLocation, open_session, run_sql};

@@ -1,7 +1,10 @@
 //! The DataFusion session: tables, views and functions over a warehouse.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use futures::StreamExt;
+use object_store::ObjectStore;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -16,6 +19,9 @@ use datafusion::sql::parser::DFParser;
 use gdq_schemas::{COLUMNS, PARTITION_COLUMN, findings_schema};
 
 use crate::error::QueryError;
+
+/// The table's folder under the warehouse root.
+const FINDINGS_DIR: &str = "findings";
 
 /// Every exported version of every finding.
 pub const TABLE: &str = "findings";
@@ -33,21 +39,94 @@ fn table_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Opens a session over the warehouse at `root`. A warehouse without data yet (or none at
-/// all) gives empty tables rather than an error; `warning` says so.
-pub async fn open_session(root: &Path) -> Result<(SessionContext, Option<String>), QueryError> {
+/// Where a warehouse is.
+#[derive(Debug, Clone)]
+pub enum WarehouseLocation {
+    /// A local directory.
+    Local(PathBuf),
+    /// An object store warehouse: `url` is `s3://bucket[/prefix]`, `store` reaches its bucket.
+    Store {
+        url: String,
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+impl std::fmt::Display for WarehouseLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WarehouseLocation::Local(path) => write!(f, "{}", path.display()),
+            WarehouseLocation::Store { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+/// The URL of the `findings` folder, registering the object store it needs; `None` when
+/// the warehouse holds no data file yet.
+async fn findings_url(
+    ctx: &SessionContext,
+    location: &WarehouseLocation,
+) -> Result<Option<ListingTableUrl>, QueryError> {
+    match location {
+        WarehouseLocation::Local(root) => {
+            let findings_dir = root.join(FINDINGS_DIR);
+            if !findings_dir.is_dir() {
+                return Ok(None);
+            }
+            let absolute =
+                std::path::absolute(&findings_dir).map_err(|e| QueryError::Execution(e.into()))?;
+            ListingTableUrl::parse(format!("{}/", absolute.display()))
+                .map(Some)
+                .map_err(QueryError::Plan)
+        }
+        WarehouseLocation::Store { url, store } => {
+            let base = url::Url::parse(url).map_err(|e| {
+                QueryError::Plan(datafusion::error::DataFusionError::Plan(format!(
+                    "warehouse {url}: {e}"
+                )))
+            })?;
+            let bucket_url = url::Url::parse(&format!(
+                "{}://{}",
+                base.scheme(),
+                base.host_str().unwrap_or_default()
+            ))
+            .map_err(|e| {
+                QueryError::Plan(datafusion::error::DataFusionError::Plan(e.to_string()))
+            })?;
+            ctx.register_object_store(&bucket_url, Arc::clone(store));
+            let prefix = base.path().trim_matches('/');
+            let findings = if prefix.is_empty() {
+                FINDINGS_DIR.to_string()
+            } else {
+                format!("{prefix}/{FINDINGS_DIR}")
+            };
+            let listed = store
+                .list(Some(&object_store::path::Path::from(findings.as_str())))
+                .next()
+                .await
+                .transpose()
+                .map_err(|e| QueryError::Execution(e.into()))?;
+            if listed.is_none() {
+                return Ok(None);
+            }
+            ListingTableUrl::parse(format!("{}/{FINDINGS_DIR}/", url.trim_end_matches('/')))
+                .map(Some)
+                .map_err(QueryError::Plan)
+        }
+    }
+}
+
+/// Opens a session over the warehouse. A warehouse without data yet (or none at all) gives
+/// empty tables rather than an error; `warning` says so.
+pub async fn open_session(
+    location: &WarehouseLocation,
+) -> Result<(SessionContext, Option<String>), QueryError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_parquet_pruning(true);
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Plan)?;
 
-    let findings_dir = root.join("findings");
-    let warning = if findings_dir.is_dir() {
-        let absolute =
-            std::path::absolute(&findings_dir).map_err(|e| QueryError::Execution(e.into()))?;
-        let url =
-            ListingTableUrl::parse(format!("{}/", absolute.display())).map_err(QueryError::Plan)?;
+    let warning = if let Some(url) = findings_url(&ctx, location).await? {
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
@@ -63,8 +142,7 @@ pub async fn open_session(root: &Path) -> Result<(SessionContext, Option<String>
         ctx.register_table(TABLE, Arc::new(empty))
             .map_err(QueryError::Plan)?;
         Some(format!(
-            "warehouse {} holds no findings yet (run `gdq ingest` first)",
-            root.display()
+            "warehouse {location} holds no findings yet (run `gdq ingest` first)"
         ))
     };
 

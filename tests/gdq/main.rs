@@ -8,5 +8,6 @@ mod moto;
 mod normalize;
 mod query;
 mod readers;
+mod s3_warehouse;
 mod support;
 mod worker;

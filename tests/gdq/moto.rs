@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
@@ -70,6 +71,53 @@ pub fn aws_env(cmd: &mut Command) -> &mut Command {
         .env("AWS_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+/// A bucket or queue name no other test (or earlier run) uses.
+pub fn unique(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "gdq-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A new, empty bucket.
+pub fn bucket(aws: &Aws, name: &str) -> String {
+    let bucket = unique(name);
+    aws.rt
+        .block_on(aws.s3.create_bucket().bucket(&bucket).send())
+        .expect("moto creates the bucket");
+    bucket
+}
+
+/// Keys under `prefix` in `bucket`.
+pub fn keys(aws: &Aws, bucket: &str, prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = aws
+            .rt
+            .block_on(
+                aws.s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token)
+                    .send(),
+            )
+            .expect("moto lists the bucket");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            return keys;
+        }
+    }
 }
 
 /// Clients of the test itself (setting up buckets and queues, checking them).

@@ -54,6 +54,9 @@ pub fn gdq(warehouse: &Path) -> Command {
         .arg(warehouse)
         .env_remove("GDQ_WAREHOUSE")
         .env_remove("GDQ_CRASH_AT");
+    if warehouse.to_string_lossy().starts_with("s3://") {
+        crate::moto::aws_env(&mut cmd);
+    }
     cmd
 }
 

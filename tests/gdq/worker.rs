@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -12,7 +11,7 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use crate::moto::{Aws, aws, aws_env};
+use crate::moto::{Aws, aws, aws_env, bucket, unique};
 use crate::support::*;
 
 const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
@@ -23,15 +22,6 @@ struct Setup {
     bucket: String,
     queue_url: String,
     dlq_url: String,
-}
-
-fn unique(name: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "gdq-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A bucket, a queue with a dead-letter queue (`max_receives` before redrive) and, when
@@ -449,6 +439,17 @@ fn corrupt_lines_in_an_object_are_quarantined_and_the_rest_committed() {
 
 #[test]
 fn two_workers_on_one_queue_write_the_table_of_one() {
+    let wh = tempdir();
+    two_workers_write_the_table_of_one(wh.path());
+}
+
+#[test]
+fn two_workers_committing_to_one_s3_warehouse_write_the_table_of_one() {
+    let url = format!("s3://{}/history", bucket(&aws(), "two-s3-wh"));
+    two_workers_write_the_table_of_one(Path::new(&url));
+}
+
+fn two_workers_write_the_table_of_one(wh: &Path) {
     let aws = aws();
     let s = setup(&aws, "two", 30, 3, true);
     upload(&aws, &s.bucket, &testdata("exports"), || Sse::Kms(KEY));
@@ -457,9 +458,8 @@ fn two_workers_on_one_queue_write_the_table_of_one() {
     for (key, etag) in &etags {
         send(&aws, &s.queue_url, &s3_direct(&s.bucket, key, etag));
     }
-    let wh = tempdir();
     let spawn = || {
-        let mut cmd = worker_cmd(wh.path(), &s.queue_url, &["--once", "--concurrency", "4"]);
+        let mut cmd = worker_cmd(wh, &s.queue_url, &["--once", "--concurrency", "4"]);
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -467,11 +467,11 @@ fn two_workers_on_one_queue_write_the_table_of_one() {
     };
     run_both(spawn);
     assert_eq!(
-        gdq_type_counts(wh.path()),
+        gdq_type_counts(wh),
         oracle_type_counts(&testdata("exports"))
     );
     assert_eq!(
-        sql_count(wh.path(), "select count(distinct source) from findings"),
+        sql_count(wh, "select count(distinct source) from findings"),
         11
     );
 }
