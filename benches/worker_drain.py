@@ -4,6 +4,7 @@ bucket whose notifications go to an SQS queue, then one `gdq worker --once` drai
 whole process. Prints objects/s and findings/s.
 
   .venv/bin/python benches/worker_drain.py --objects 500 --corpus /tmp/gdq-bench/corpus-20000-1-5
+  .venv/bin/python benches/worker_drain.py --objects 500 --corpus … --s3-warehouse   # table in S3 too
 
 The corpus's findings are dealt round-robin into N objects in the export key layout. moto
 serves ~300-400 small requests/s, so this measures gdq's request pipeline against a slow
@@ -27,6 +28,7 @@ ap.add_argument("--objects", type=int, default=500)
 ap.add_argument("--corpus", required=True)
 ap.add_argument("--gdq", default="target/release/gdq")
 ap.add_argument("--concurrency", type=int, default=16)
+ap.add_argument("--s3-warehouse", action="store_true", help="commit to s3://drain-wh/gdq in the emulator")
 args = ap.parse_args()
 
 lines = []
@@ -60,7 +62,10 @@ try:
                       Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=key_arn)
     env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="t", AWS_SECRET_ACCESS_KEY="t",
                AWS_REGION="us-east-1", GDQ_LOG=os.environ.get("GDQ_LOG", "warn"))
-    with tempfile.TemporaryDirectory() as wh:
+    if args.s3_warehouse:
+        s3.create_bucket(Bucket="drain-wh")
+    with tempfile.TemporaryDirectory() as local_wh:
+        wh = "s3://drain-wh/gdq" if args.s3_warehouse else local_wh
         t0 = time.perf_counter()
         out = subprocess.run([args.gdq, "--warehouse", wh, "worker", "--queue-url", queue, "--once",
                               "--kms-key-arn", key_arn, "--concurrency", str(args.concurrency)],
@@ -71,7 +76,7 @@ try:
     if os.environ.get("GDQ_LOG"):
         print(out.stderr, file=sys.stderr)
     print(out.stdout.strip())
-    print(json.dumps({"objects": args.objects, "findings": len(lines), "seconds": round(dt, 2),
+    print(json.dumps({"warehouse": "s3" if args.s3_warehouse else "local", "objects": args.objects, "findings": len(lines), "seconds": round(dt, 2),
                       "objects_per_s": round(args.objects / dt, 1), "findings_per_s": round(len(lines) / dt)}))
 finally:
     server.kill()

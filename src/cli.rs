@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gdq_ingest::remote::S3Location;
-use gdq_ingest::{IngestError, IngestOptions, IngestSummary, Warehouse, ingest_local};
+use gdq_ingest::{IngestError, Warehouse};
 use gdq_query::{OutputFormat, QueryError, WarehouseLocation, open_session, run_sql};
 
 use crate::exit::{Failure, Status};
@@ -76,7 +76,7 @@ struct QueryArgs {
 enum Command {
     /// Ingest GuardDuty export files (`.jsonl.gz`, `.jsonl`) or folders of them.
     #[command(
-        after_help = "Example:\n  gdq ingest --warehouse ./wh ~/exports/AWSLogs\n\nFolders are walked recursively. Objects already in the warehouse are skipped, so\nrunning the same ingest twice changes nothing."
+        after_help = INGEST_HELP
     )]
     Ingest(IngestArgs),
     /// Run SQL over the warehouse (tables: findings, findings_latest).
@@ -98,25 +98,61 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-struct IngestArgs {
-    /// Export files or folders.
-    #[arg(required = true, value_name = "PATH")]
-    paths: Vec<PathBuf>,
+pub struct IngestArgs {
+    /// Export files or folders, or s3://bucket[/prefix] of an export bucket.
+    #[arg(required = true, value_name = "PATH|s3://BUCKET/PREFIX")]
+    pub paths: Vec<String>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
     /// Close a data file and start another past this many MiB.
     #[arg(long, default_value_t = 512, value_name = "MIB")]
-    target_file_mib: u64,
+    pub target_file_mib: u64,
     /// Commit after this many MiB of input (as stored): bounds what a crash makes the next
-    /// run redo. 0 commits after every object.
-    #[arg(long, default_value_t = 4096, value_name = "MIB")]
-    commit_mib: u64,
+    /// run redo. 0 commits after every object. Default 4096 (local), 1024 (s3://).
+    #[arg(long, value_name = "MIB")]
+    pub commit_mib: Option<u64>,
     /// Row-buffer budget per thread, in MiB: bounds memory whatever the input; past it the
     /// largest types are written out first.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
-    buffer_mib: usize,
+    pub buffer_mib: usize,
+    /// s3:// only: first export day to read, YYYY-MM-DD or a time ago (3d, 36h); UTC.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// s3:// only: last export day to read (included), YYYY-MM-DD or a time ago.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// s3:// only: read only these accounts' export folders; repeatable.
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// s3:// only: read only these regions' export folders; repeatable.
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// s3:// only: refuse objects not encrypted with this KMS key (ARN or key id).
+    #[arg(long, value_name = "ARN")]
+    pub kms_key_arn: Option<String>,
+    /// s3:// only: objects fetched and decoded at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
+    /// s3:// only: list what would be ingested (and what is already in), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress display: auto (a bar on a terminal, log lines otherwise), bar, log, none.
+    #[arg(long, default_value = "auto", value_name = "MODE")]
+    pub progress: String,
 }
+
+const INGEST_HELP: &str = "\
+Examples:
+  gdq ingest --warehouse ./wh ~/exports/AWSLogs
+  gdq ingest --warehouse s3://lake/gdq s3://export-bucket --since 3d       # nightly catch-up
+  gdq ingest s3://export-bucket/org --since 2024-01-01 --until 2024-06-30 --account 123456789012
+  gdq ingest s3://export-bucket --since 7d --dry-run
+
+Folders are walked recursively; s3:// sources are listed one folder level at a time and
+only within the accounts, regions and dates asked for. Objects already in the warehouse are
+skipped without being downloaded, so running the same ingest twice changes nothing, and a
+run after a worker outage picks up exactly the objects the worker missed.";
 
 const WORKER_HELP: &str = "\
 Example:
@@ -172,7 +208,7 @@ struct SchemaArgs {
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let warehouse = cli.warehouse.warehouse;
     match cli.command {
-        Some(Command::Ingest(args)) => ingest(&warehouse, args),
+        Some(Command::Ingest(args)) => crate::ingest::run(&warehouse, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
         Some(Command::Schema(args)) => schema(args),
         Some(Command::Status) => status(&warehouse, cli.output.format),
@@ -181,7 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     }
 }
 
-fn ingest_failure(e: IngestError) -> Failure {
+pub fn ingest_failure(e: IngestError) -> Failure {
     let code = match e {
         IngestError::MissingPath(_) | IngestError::Usage(_) => Status::Usage,
         _ => Status::Failed,
@@ -207,86 +243,6 @@ async fn query_location(location: &str) -> Result<WarehouseLocation, Failure> {
         url: parsed.url(),
         store,
     })
-}
-
-fn ingest(warehouse: &str, args: IngestArgs) -> Result<ExitCode, Failure> {
-    let mut options = IngestOptions {
-        commit_input_bytes: args.commit_mib << 20,
-        ..IngestOptions::default()
-    };
-    options.batch.target_file_bytes = args.target_file_mib.max(1) << 20;
-    options.batch.worker_budget_bytes = args.buffer_mib.max(1) << 20;
-    options.batch.batch_bytes = options.batch.worker_budget_bytes / 2;
-    if let Some(threads) = args.threads {
-        options.threads = threads.max(1);
-    }
-    let warehouse = open_warehouse(warehouse)?;
-    let summary = ingest_local(&warehouse, &args.paths, &options).map_err(ingest_failure)?;
-    for problem in &summary.problems {
-        eprintln!("gdq: {problem}");
-    }
-    print_summary(&warehouse.name(), &summary);
-    let status = if summary.objects_failed > 0 {
-        Status::Failed
-    } else if summary.has_quarantine() {
-        Status::Quarantined
-    } else {
-        Status::Ok
-    };
-    Ok(status.into())
-}
-
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
-fn print_summary(warehouse: &str, s: &IngestSummary) {
-    let secs = s.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        s.rows as f64 / secs
-    } else {
-        0.0
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "ingest into {warehouse}");
-    if !s.recovery.published.is_empty() || !s.recovery.discarded.is_empty() {
-        let _ = writeln!(
-            out,
-            "  recovered   {} interrupted commit(s) finished, {} uncommitted batch(es) discarded",
-            s.recovery.published.len(),
-            s.recovery.discarded.len()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  objects     {} found: {} ingested, {} already in the warehouse, {} failed, {} read in part",
-        s.objects, s.objects_ingested, s.objects_skipped, s.objects_failed, s.objects_partial
-    );
-    let _ = writeln!(
-        out,
-        "  findings    {} rows written in {} files, {} commit(s)",
-        s.rows, s.files_written, s.commits
-    );
-    let _ = writeln!(
-        out,
-        "  quarantined {} lines, {} objects (in {warehouse}/_gdq/quarantine/)",
-        s.lines_quarantined, s.objects_partial,
-    );
-    let _ = writeln!(
-        out,
-        "  read        {} stored, {} of JSON; {} blank lines",
-        mb(s.bytes_stored),
-        mb(s.bytes_json),
-        s.blank_lines
-    );
-    if s.ignored_files > 0 {
-        let _ = writeln!(
-            out,
-            "  ignored     {} files that are not .jsonl or .jsonl.gz",
-            s.ignored_files
-        );
-    }
-    let _ = writeln!(out, "  elapsed     {secs:.2} s ({rate:.0} findings/s)");
 }
 
 fn read_sql(args: &QueryArgs) -> Result<String, Failure> {

@@ -5,6 +5,8 @@
 
 mod cli;
 mod exit;
+mod ingest;
+mod progress;
 mod worker;
 
 use std::process::ExitCode;

@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::batch::{Batch, BatchOptions, TypeBuffers};
 use crate::error::IngestError;
 use crate::ledger::Ledger;
+use crate::progress::Progress;
 use crate::source::{LocalExport, content_source_id, discover};
 use crate::warehouse::{Recovery, Warehouse};
 
@@ -22,6 +23,8 @@ pub struct IngestOptions {
     /// can lose, at the price of one more file per type per commit.
     pub commit_input_bytes: u64,
     pub batch: BatchOptions,
+    /// Live counters for a progress display.
+    pub progress: Arc<Progress>,
 }
 
 impl Default for IngestOptions {
@@ -30,6 +33,7 @@ impl Default for IngestOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             commit_input_bytes: 4 << 30,
             batch: BatchOptions::default(),
+            progress: Arc::default(),
         }
     }
 }
@@ -47,6 +51,8 @@ pub struct IngestSummary {
     pub objects_partial: u64,
     /// Objects that could not be read at all; nothing of them was committed.
     pub objects_failed: u64,
+    /// Objects refused before reading (not SSE-KMS, wrong key); recorded in the quarantine.
+    pub objects_refused: u64,
     /// Files under the given folders that are not exports.
     pub ignored_files: u64,
     /// Findings read and committed (rows written).
@@ -67,7 +73,7 @@ pub struct IngestSummary {
 impl IngestSummary {
     /// Something did not make it into the table as rows (quarantined lines or objects).
     pub fn has_quarantine(&self) -> bool {
-        self.lines_quarantined > 0 || self.objects_partial > 0
+        self.lines_quarantined > 0 || self.objects_partial > 0 || self.objects_refused > 0
     }
 }
 
@@ -90,6 +96,7 @@ struct LocalBatch<'a> {
     next: AtomicUsize,
     ledger: &'a Ledger,
     claimed: &'a Mutex<HashSet<String>>,
+    progress: &'a Progress,
     batch: Batch,
     problems: Mutex<Vec<String>>,
     counters: &'a Counters,
@@ -110,7 +117,8 @@ impl LocalBatch<'_> {
             let Some(export) = self.exports.get(i) else {
                 break;
             };
-            self.ingest_object(export, &mut buffers)?;
+            let rows = self.ingest_object(export, &mut buffers)?;
+            self.progress.object_done(export.size, rows);
         }
         buffers.flush()
     }
@@ -119,7 +127,7 @@ impl LocalBatch<'_> {
         &self,
         export: &LocalExport,
         buffers: &mut TypeBuffers,
-    ) -> Result<(), IngestError> {
+    ) -> Result<u64, IngestError> {
         let failed = |e: IngestError| {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
             self.problem(e.to_string());
@@ -128,7 +136,7 @@ impl LocalBatch<'_> {
             Ok(id) => id,
             Err(e) => {
                 failed(e);
-                return Ok(());
+                return Ok(0);
             }
         };
         let fresh = !self.ledger.contains(&source_id)
@@ -139,7 +147,7 @@ impl LocalBatch<'_> {
                 .insert(source_id.clone());
         if !fresh {
             self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
+            return Ok(0);
         }
         let file = match std::fs::File::open(&export.path) {
             Ok(file) => file,
@@ -148,7 +156,7 @@ impl LocalBatch<'_> {
                     path: export.path.clone(),
                     source,
                 });
-                return Ok(());
+                return Ok(0);
             }
         };
         let outcome = match self
@@ -161,7 +169,7 @@ impl LocalBatch<'_> {
                     path: export.path.clone(),
                     source,
                 });
-                return Ok(());
+                return Ok(0);
             }
             Err(e) => return Err(e),
         };
@@ -188,7 +196,7 @@ impl LocalBatch<'_> {
         self.counters
             .bytes_json
             .fetch_add(outcome.counts.bytes, Ordering::Relaxed);
-        Ok(())
+        Ok(outcome.rows)
     }
 }
 
@@ -234,6 +242,10 @@ pub fn ingest_local(
         recovery,
         ..IngestSummary::default()
     };
+    options.progress.set_total(
+        discovery.exports.len() as u64,
+        discovery.exports.iter().map(|e| e.size).sum(),
+    );
 
     for group in commit_groups(&discovery.exports, options.commit_input_bytes.max(1)) {
         let run = LocalBatch {
@@ -241,6 +253,7 @@ pub fn ingest_local(
             next: AtomicUsize::new(0),
             ledger: &ledger,
             claimed: &claimed,
+            progress: &options.progress,
             batch: Batch::new(warehouse, &options.batch)?,
             problems: Mutex::new(Vec::new()),
             counters: &counters,

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::batch::{Batch, BatchOptions, TypeBuffers};
 use crate::error::IngestError;
-use crate::ledger::Ledger;
+use crate::ledger::{CommitRecord, Ledger};
 use crate::notification::{Notice, ObjectEvent, parse_export_key, parse_notification};
 use crate::s3::{AwsClients, Refusal, check_encryption, describe, fetch, s3_source_id, s3_uri};
 use crate::warehouse::Warehouse;
@@ -137,7 +137,7 @@ struct Received {
 }
 
 /// What happened to one object.
-enum ObjectResult {
+pub(crate) enum ObjectResult {
     Ingested { rows: u64, quarantined: u64 },
     AlreadyCommitted,
     Refused,
@@ -145,7 +145,7 @@ enum ObjectResult {
 }
 
 /// State shared with the object tasks of a round.
-struct Shared {
+pub(crate) struct Shared {
     clients: AwsClients,
     options: WorkerOptions,
     batch: Batch,
@@ -167,7 +167,7 @@ impl Shared {
 }
 
 /// Processes one object: ledger check, fetch, encryption check, decode into the batch.
-async fn process_object(
+pub(crate) async fn process_object(
     shared: Arc<Shared>,
     ledger_has: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     event: ObjectEvent,
@@ -416,7 +416,7 @@ async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-fn new_shared(
+pub(crate) fn new_shared(
     clients: &AwsClients,
     options: &WorkerOptions,
     warehouse: &Warehouse,
@@ -545,22 +545,7 @@ impl Committer<'_> {
         to_delete: &mut Vec<Received>,
         stats: &mut WorkerStats,
     ) -> Result<(), WorkerError> {
-        let ledger = Arc::clone(self.ledger);
-        let record = tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
-            let shared = Arc::try_unwrap(shared)
-                .map_err(|_| IngestError::Internal("batch still in use at commit".into()))?;
-            for mut buffers in shared
-                .buffers
-                .into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-            {
-                buffers.flush()?;
-            }
-            let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-            shared.batch.commit(&mut ledger)
-        })
-        .await
-        .map_err(|e| IngestError::Internal(e.to_string()))??;
+        let record = commit_shared(shared, self.ledger).await?;
         if let Some(record) = &record {
             stats.commits += 1;
             stats.rows_committed += record.files.iter().map(|f| f.rows).sum::<u64>();
@@ -580,6 +565,29 @@ impl Committer<'_> {
             .clear();
         Ok(())
     }
+}
+
+/// Flushes every row buffer of `shared`'s batch and commits it (on a blocking thread).
+pub(crate) async fn commit_shared(
+    shared: Arc<Shared>,
+    ledger: &Arc<Mutex<Ledger>>,
+) -> Result<Option<CommitRecord>, IngestError> {
+    let ledger = Arc::clone(ledger);
+    tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
+        let shared = Arc::try_unwrap(shared)
+            .map_err(|_| IngestError::Internal("batch still in use at commit".into()))?;
+        for mut buffers in shared
+            .buffers
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            buffers.flush()?;
+        }
+        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        shared.batch.commit(&mut ledger)
+    })
+    .await
+    .map_err(|e| IngestError::Internal(e.to_string()))?
 }
 
 /// Deletes messages in batches of ten; a message whose delete fails is only redelivered,

@@ -8,6 +8,7 @@ mod moto;
 mod normalize;
 mod query;
 mod readers;
+mod s3_ingest;
 mod s3_warehouse;
 mod support;
 mod worker;

@@ -14,19 +14,19 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use crate::moto::{Aws, aws, aws_env, bucket, unique};
 use crate::support::*;
 
-const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+pub const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555";
 const OTHER_KEY: &str =
     "arn:aws:kms:us-east-1:123456789012:key/99999999-8888-7777-6666-555555555555";
 
-struct Setup {
-    bucket: String,
-    queue_url: String,
-    dlq_url: String,
+pub struct Setup {
+    pub bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
 }
 
 /// A bucket, a queue with a dead-letter queue (`max_receives` before redrive) and, when
 /// `notify`, the bucket's ObjectCreated notifications to the queue.
-fn setup(aws: &Aws, name: &str, visibility_s: u32, max_receives: u32, notify: bool) -> Setup {
+pub fn setup(aws: &Aws, name: &str, visibility_s: u32, max_receives: u32, notify: bool) -> Setup {
     let bucket = unique(name);
     aws.rt.block_on(async {
         let dlq_url = aws
@@ -103,13 +103,13 @@ fn setup(aws: &Aws, name: &str, visibility_s: u32, max_receives: u32, notify: bo
     })
 }
 
-enum Sse {
+pub enum Sse {
     Kms(&'static str),
     Aes,
     None,
 }
 
-fn put(aws: &Aws, bucket: &str, key: &str, body: Vec<u8>, sse: Sse) -> String {
+pub fn put(aws: &Aws, bucket: &str, key: &str, body: Vec<u8>, sse: Sse) -> String {
     aws.rt.block_on(async {
         let mut req = aws
             .s3
@@ -180,7 +180,7 @@ fn depth(aws: &Aws, queue_url: &str) -> (u64, u64) {
     )
 }
 
-fn worker_cmd(warehouse: &Path, queue_url: &str, args: &[&str]) -> Command {
+pub fn worker_cmd(warehouse: &Path, queue_url: &str, args: &[&str]) -> Command {
     let mut cmd = gdq(warehouse);
     aws_env(&mut cmd)
         .args([
@@ -194,7 +194,7 @@ fn worker_cmd(warehouse: &Path, queue_url: &str, args: &[&str]) -> Command {
     cmd
 }
 
-fn drain(warehouse: &Path, queue_url: &str, args: &[&str]) -> Output {
+pub fn drain(warehouse: &Path, queue_url: &str, args: &[&str]) -> Output {
     let mut cmd = worker_cmd(warehouse, queue_url, args);
     cmd.arg("--once");
     run(&mut cmd)
