@@ -92,6 +92,9 @@ enum Command {
         after_help = "Example:\n  gdq status --warehouse /data/gdq\n  gdq status --format json"
     )]
     Status,
+    /// Merge each type partition's small files into large ones sorted by updated_at.
+    #[command(after_help = COMPACT_HELP)]
+    Compact(CompactArgs),
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -154,6 +157,16 @@ only within the accounts, regions and dates asked for. Objects already in the wa
 skipped without being downloaded, so running the same ingest twice changes nothing, and a
 run after a worker outage picks up exactly the objects the worker missed.";
 
+const COMPACT_HELP: &str = "\
+Examples:
+  gdq compact --warehouse /data/gdq
+  gdq compact --warehouse s3://lake/gdq --type Recon:EC2/PortProbeUnprotectedPort --dedupe
+
+Atomic for gdq readers: a query sees the files before or after, never both. Safe to run
+beside the worker and scheduled ingests; a crash mid-way leaves a valid table and the next
+writer (or compact run) finishes or undoes the interrupted step. The ledger is untouched, so
+a late redelivery of an already compacted object still adds nothing.";
+
 const WORKER_HELP: &str = "\
 Example:
   gdq worker --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/gdq-findings \\
@@ -163,6 +176,49 @@ AWS settings come from the standard chain (environment, profiles and SSO, contai
 instance roles) and AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL. Messages are deleted only
 after their rows are committed; refused or unreadable objects stay on the queue for its
 dead-letter queue. SIGINT/SIGTERM: stop receiving, commit what is in hand, exit 0.";
+
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// Only this finding type (repeatable; default all).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Size at which an output file is closed: 128MiB, 1GiB, 500MB, or bytes.
+    #[arg(long, default_value = "128MiB", value_name = "SIZE", value_parser = parse_size)]
+    pub target_file_size: u64,
+    /// Keep one row per (id, updated_at): drops re-exported identical versions.
+    #[arg(long)]
+    pub dedupe: bool,
+}
+
+/// Parses a size such as `128MiB`, `1GiB`, `500MB` or `1048576`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 128MiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a usable size"))
+}
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
@@ -212,6 +268,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
         Some(Command::Schema(args)) => schema(args),
         Some(Command::Status) => status(&warehouse, cli.output.format),
+        Some(Command::Compact(args)) => compact(&warehouse, args),
         Some(Command::Worker(args)) => crate::worker::run(&warehouse, args),
         None => query(&warehouse, cli.query, cli.output.format),
     }
@@ -359,6 +416,62 @@ fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
         out,
         "ledger: {} objects in {} commits; quarantine: {} records; staged batches: {}",
         status.objects, status.commits, status.quarantine_records, status.staged_batches
+    );
+    Ok(Status::Ok.into())
+}
+
+fn compact(warehouse: &str, args: CompactArgs) -> Result<ExitCode, Failure> {
+    let options = gdq_ingest::compact::CompactOptions {
+        types: args.types,
+        target_file_bytes: args.target_file_size,
+        dedupe: args.dedupe,
+        ..Default::default()
+    };
+    let warehouse = open_warehouse(warehouse)?;
+    let report = gdq_ingest::compact::compact(&warehouse, &options).map_err(ingest_failure)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "compact {}", warehouse.name());
+    if !report.recovery.published.is_empty() || !report.recovery.discarded.is_empty() {
+        let _ = writeln!(
+            out,
+            "  recovered {} interrupted step(s) finished, {} undone",
+            report.recovery.published.len(),
+            report.recovery.discarded.len()
+        );
+    }
+    let (mut before, mut after, mut rows_before, mut rows_after) = (0, 0, 0, 0);
+    for p in &report.partitions {
+        before += p.files_before;
+        after += p.files_after;
+        if let Some(reason) = &p.skipped {
+            if reason != "already compact" {
+                let _ = writeln!(out, "  {}: left as it is: {reason}", p.finding_type);
+            }
+            continue;
+        }
+        rows_before += p.rows_before;
+        rows_after += p.rows_after;
+        let _ = writeln!(
+            out,
+            "  {}: {} files -> {}, {} rows -> {}, {:.1} MB -> {:.1} MB",
+            p.finding_type,
+            p.files_before,
+            p.files_after,
+            p.rows_before,
+            p.rows_after,
+            p.bytes_before as f64 / 1e6,
+            p.bytes_after as f64 / 1e6
+        );
+    }
+    let compacted = report
+        .partitions
+        .iter()
+        .filter(|p| p.skipped.is_none())
+        .count();
+    let _ = writeln!(
+        out,
+        "  total: {compacted} of {} partitions compacted; files {before} -> {after}; rows {rows_before} -> {rows_after} in the compacted partitions",
+        report.partitions.len()
     );
     Ok(Status::Ok.into())
 }

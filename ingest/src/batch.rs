@@ -52,7 +52,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Time-sortable, unique batch name: `20240102T030405Z-1a2b3c4d`.
-fn new_batch_id() -> String {
+pub(crate) fn new_batch_id() -> String {
     let stamp = format_rfc3339_ms(now_ms());
     let compact: String = stamp[..19]
         .chars()

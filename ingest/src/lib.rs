@@ -11,6 +11,7 @@
 //! loop); [`status`] reads what a warehouse holds. Querying is not here (`gdq-query`).
 
 pub mod batch;
+pub mod compact;
 pub mod decode;
 pub mod error;
 pub mod fault;

@@ -308,6 +308,44 @@ impl Remote {
             .map_err(|e| bad(e.to_string()))
     }
 
+    /// Downloads an object to a local file, streaming.
+    pub fn download(&self, relative: &str, local: &Path) -> Result<(), IngestError> {
+        let (store, path) = (self.store(), self.path(relative)?);
+        let local = local.to_path_buf();
+        let what = format!("{}/{relative}", self.url());
+        block_on(async move {
+            let io_error = |source: std::io::Error| IngestError::Warehouse {
+                path: local.clone(),
+                source,
+            };
+            let mut stream = store
+                .get(&path)
+                .await
+                .map_err(|source| IngestError::Store {
+                    what: what.clone(),
+                    source,
+                })?
+                .into_stream();
+            let mut file = tokio::fs::File::create(&local).await.map_err(io_error)?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|source| IngestError::Store {
+                    what: what.clone(),
+                    source,
+                })?;
+                file.write_all(&chunk).await.map_err(io_error)?;
+            }
+            file.flush().await.map_err(io_error)
+        })
+    }
+
+    /// Writes an object, replacing any.
+    pub fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<(), IngestError> {
+        let (store, path) = (self.store(), self.path(relative)?);
+        block_on(async move { store.put(&path, PutPayload::from(bytes)).await })
+            .map(|_| ())
+            .map_err(self.error(relative))
+    }
+
     /// Reads many objects at once; missing ones are `None`.
     pub fn get_many(&self, relatives: &[String]) -> Result<Vec<Option<Bytes>>, IngestError> {
         let paths = relatives

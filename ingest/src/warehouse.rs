@@ -227,6 +227,16 @@ impl Warehouse {
             .collect();
         batches.sort();
         for batch in batches {
+            if let Some(manifest) = self.staged_compaction(&batch)? {
+                let finished = crate::compact::recover(self, &batch, &manifest)?;
+                self.discard_staged(&batch)?;
+                if finished {
+                    recovery.published.push(batch);
+                } else {
+                    recovery.discarded.push(batch);
+                }
+                continue;
+            }
             match read_commit(&self.commits_dir(), &batch)? {
                 Some(record) => {
                     self.publish(&record)?;
@@ -261,6 +271,16 @@ impl Warehouse {
             entry.0.push(listed.relative);
         }
         for (batch, (objects, newest)) in batches {
+            if let Some(manifest) = self.staged_compaction(&batch)? {
+                let finished = crate::compact::recover(self, &batch, &manifest)?;
+                self.discard_staged(&batch)?;
+                if finished {
+                    recovery.published.push(batch);
+                } else {
+                    recovery.discarded.push(batch);
+                }
+                continue;
+            }
             match self.read_commit(&batch)? {
                 Some(record) => {
                     self.publish(&record)?;
@@ -460,6 +480,192 @@ impl Warehouse {
     /// Where a batch's quarantine records go once published.
     pub fn quarantine_path(&self, batch: &str) -> PathBuf {
         self.root.join(quarantine_key(batch))
+    }
+}
+
+/// A data file of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    /// `findings/type=<enc>/<name>.parquet`
+    pub relative: String,
+    pub size: u64,
+}
+
+impl Warehouse {
+    /// Every data file of the table.
+    pub fn data_files(&self) -> Result<Vec<DataFile>, IngestError> {
+        let mut files = Vec::new();
+        if let Some(remote) = &self.remote {
+            for listed in remote.list(&format!("{}/", crate::writer::FINDINGS_DIR))? {
+                if listed.relative.ends_with(".parquet") {
+                    files.push(DataFile {
+                        relative: listed.relative,
+                        size: listed.size,
+                    });
+                }
+            }
+        } else {
+            let findings = self.findings_dir();
+            let partitions = match fs::read_dir(&findings) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+                Err(e) => return Err(IngestError::warehouse(&findings)(e)),
+            };
+            for partition in partitions.filter_map(|e| e.ok()) {
+                let Ok(dir_name) = partition.file_name().into_string() else {
+                    continue;
+                };
+                let dir = partition.path();
+                for file in fs::read_dir(&dir)
+                    .map_err(IngestError::warehouse(&dir))?
+                    .filter_map(|e| e.ok())
+                {
+                    let Ok(name) = file.file_name().into_string() else {
+                        continue;
+                    };
+                    if name.ends_with(".parquet") {
+                        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        files.push(DataFile {
+                            relative: format!("{}/{dir_name}/{name}", crate::writer::FINDINGS_DIR),
+                            size,
+                        });
+                    }
+                }
+            }
+        }
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+        Ok(files)
+    }
+
+    /// A local path holding the file's bytes: the file itself, or a download into `scratch`.
+    pub fn local_copy(&self, relative: &str, scratch: &Path) -> Result<PathBuf, IngestError> {
+        let Some(remote) = &self.remote else {
+            return Ok(self.root.join(relative));
+        };
+        let name = relative.rsplit('/').next().unwrap_or(relative);
+        let local = scratch.join(name);
+        remote.download(relative, &local)?;
+        Ok(local)
+    }
+
+    /// Writes a small metadata file (relative to the root), replacing any.
+    pub fn put_meta(&self, relative: &str, bytes: Vec<u8>) -> Result<(), IngestError> {
+        match &self.remote {
+            Some(remote) => remote.put(relative, bytes),
+            None => crate::ledger::write_atomic(&self.root.join(relative), &bytes),
+        }
+    }
+
+    /// Writes a small metadata file only if none exists; `false` when one did.
+    pub fn put_meta_new(&self, relative: &str, bytes: Vec<u8>) -> Result<bool, IngestError> {
+        match &self.remote {
+            Some(remote) => remote.put_new(relative, bytes),
+            None => {
+                let path = self.root.join(relative);
+                if path.exists() {
+                    return Ok(false);
+                }
+                crate::ledger::write_atomic(&path, &bytes).map(|()| true)
+            }
+        }
+    }
+
+    /// Reads a small metadata file; `None` when missing.
+    pub fn get_meta(&self, relative: &str) -> Result<Option<Vec<u8>>, IngestError> {
+        match &self.remote {
+            Some(remote) => Ok(remote.get(relative)?.map(|b| b.to_vec())),
+            None => {
+                let path = self.root.join(relative);
+                match fs::read(&path) {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(IngestError::warehouse(&path)(e)),
+                }
+            }
+        }
+    }
+
+    /// Names (without `.json`) of the metadata files in a folder such as `_gdq/compactions`.
+    pub fn meta_names(&self, folder: &str) -> Result<Vec<String>, IngestError> {
+        let names: Vec<String> = match &self.remote {
+            Some(remote) => remote
+                .list(&format!("{folder}/"))?
+                .into_iter()
+                .map(|l| l.relative)
+                .collect(),
+            None => {
+                let dir = self.root.join(folder);
+                match fs::read_dir(&dir) {
+                    Ok(entries) => entries
+                        .filter_map(|e| e.ok())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(IngestError::warehouse(&dir)(e)),
+                }
+            }
+        };
+        let mut names: Vec<String> = names
+            .iter()
+            .filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json"))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Moves a batch's staged files (relative paths) into place; missing ones are skipped.
+    pub fn publish_staged(&self, batch: &str, relatives: &[String]) -> Result<(), IngestError> {
+        if let Some(remote) = &self.remote {
+            let pairs = relatives
+                .iter()
+                .map(|rel| (format!("{STAGING}/{batch}/{rel}"), rel.clone()))
+                .collect();
+            remote.copy_many(pairs)?;
+            return Ok(());
+        }
+        let staging = self.staging_dir(batch);
+        let mut touched = Vec::new();
+        for relative in relatives {
+            let (from, to) = (staging.join(relative), self.root.join(relative));
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(IngestError::warehouse(parent))?;
+                if !touched.contains(&parent.to_path_buf()) {
+                    touched.push(parent.to_path_buf());
+                }
+            }
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IngestError::warehouse(&to)(e)),
+            }
+        }
+        for dir in touched {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes data files (relative paths); already missing ones are fine.
+    pub fn delete_files(&self, relatives: &[String]) -> Result<(), IngestError> {
+        if let Some(remote) = &self.remote {
+            return remote.delete_many(relatives.to_vec());
+        }
+        for relative in relatives {
+            let path = self.root.join(relative);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IngestError::warehouse(&path)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a staged batch (local or uploaded) carries a compaction manifest.
+    fn staged_compaction(&self, batch: &str) -> Result<Option<Vec<u8>>, IngestError> {
+        let key = format!("{STAGING}/{batch}/{}", crate::compact::MANIFEST);
+        self.get_meta(&key)
     }
 }
 

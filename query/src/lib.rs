@@ -8,6 +8,7 @@
 mod error;
 pub mod format;
 mod session;
+mod snapshot;
 
 pub use error::QueryError;
 pub use format::OutputFormat;

@@ -19,6 +19,7 @@ use datafusion::sql::parser::DFParser;
 use gdq_schemas::{COLUMNS, PARTITION_COLUMN, findings_schema};
 
 use crate::error::QueryError;
+use crate::snapshot::{FindingsTable, RecordSource};
 
 /// The table's folder under the warehouse root.
 const FINDINGS_DIR: &str = "findings";
@@ -134,6 +135,22 @@ pub async fn open_session(
             .with_listing_options(options)
             .with_schema(findings_schema());
         let table = ListingTable::try_new(config).map_err(QueryError::Plan)?;
+        let records = match location {
+            WarehouseLocation::Local(root) => RecordSource::Local(root.clone()),
+            WarehouseLocation::Store { url, store } => RecordSource::Store {
+                store: Arc::clone(store),
+                prefix: url
+                    .splitn(4, '/')
+                    .nth(3)
+                    .unwrap_or_default()
+                    .trim_matches('/')
+                    .to_string(),
+            },
+        };
+        let table = FindingsTable {
+            inner: Arc::new(table),
+            records,
+        };
         ctx.register_table(TABLE, Arc::new(table))
             .map_err(QueryError::Plan)?;
         None

@@ -1,0 +1,255 @@
+//! The `findings` table as of one consistent moment of compaction.
+//!
+//! `gdq compact` moves its outputs into `findings/` before its record is written and deletes
+//! its inputs after (see `gdq_ingest::compact`). A plain directory listing could therefore
+//! see both. This table wraps the listing table and drops, from every scan, the inputs of
+//! committed compactions and the outputs of uncommitted ones. The records are read before
+//! and after the listing; if a compaction committed in between, the scan is planned again,
+//! so a query sees the files before a compaction or after it, never both or neither.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Constraints, Statistics};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+
+/// Where compaction records are, relative to the warehouse root.
+const COMPACTIONS: &str = "_gdq/compactions";
+/// How often a scan is planned again when compactions keep committing under it.
+const ATTEMPTS: usize = 8;
+
+/// Where the records are read from.
+#[derive(Debug, Clone)]
+pub(crate) enum RecordSource {
+    Local(PathBuf),
+    Store {
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+    },
+}
+
+/// Committed compactions: their batch ids and the data files (by name) they replaced.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Compactions {
+    committed: HashSet<String>,
+    replaced: HashSet<String>,
+}
+
+impl Compactions {
+    /// Whether a data file (by name) is not part of the table at this moment.
+    fn hides(&self, name: &str) -> bool {
+        if self.replaced.contains(name) {
+            return true;
+        }
+        // Outputs of a compaction are named `c<batch>-<part>.parquet`.
+        name.starts_with('c')
+            && name
+                .strip_suffix(".parquet")
+                .and_then(|n| n.rsplit_once('-'))
+                .is_some_and(|(batch, _)| !self.committed.contains(batch))
+    }
+}
+
+fn add_record(compactions: &mut Compactions, bytes: &[u8]) -> Result<()> {
+    let record: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| DataFusionError::Execution(format!("unreadable compaction record: {e}")))?;
+    if let Some(batch) = record.get("batch").and_then(|b| b.as_str()) {
+        compactions.committed.insert(batch.to_string());
+    }
+    for input in record
+        .get("inputs")
+        .and_then(|i| i.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.as_str())
+    {
+        compactions
+            .replaced
+            .insert(input.rsplit('/').next().unwrap_or(input).to_string());
+    }
+    Ok(())
+}
+
+impl RecordSource {
+    async fn read(&self) -> Result<Compactions> {
+        let mut compactions = Compactions::default();
+        match self {
+            RecordSource::Local(root) => {
+                let dir = root.join(COMPACTIONS);
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(compactions),
+                    Err(e) => return Err(DataFusionError::IoError(e)),
+                };
+                for entry in entries {
+                    let path = entry?.path();
+                    if path.extension().is_some_and(|e| e == "json") {
+                        add_record(&mut compactions, &std::fs::read(&path)?)?;
+                    }
+                }
+            }
+            RecordSource::Store { store, prefix } => {
+                let folder = if prefix.is_empty() {
+                    COMPACTIONS.to_string()
+                } else {
+                    format!("{prefix}/{COMPACTIONS}")
+                };
+                let listed: Vec<_> = store
+                    .list(Some(&object_store::path::Path::from(folder.as_str())))
+                    .try_collect()
+                    .await?;
+                let bodies: Vec<_> = futures::stream::iter(listed)
+                    .filter(|m| std::future::ready(m.location.as_ref().ends_with(".json")))
+                    .map(|m| {
+                        let store = Arc::clone(store);
+                        async move {
+                            object_store::ObjectStoreExt::get(&*store, &m.location)
+                                .await?
+                                .bytes()
+                                .await
+                        }
+                    })
+                    .buffer_unordered(8)
+                    .try_collect()
+                    .await?;
+                for body in bodies {
+                    add_record(&mut compactions, &body)?;
+                }
+            }
+        }
+        Ok(compactions)
+    }
+}
+
+/// Drops hidden files from every file scan of `plan`.
+fn without_hidden(
+    plan: Arc<dyn ExecutionPlan>,
+    compactions: &Compactions,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
+            return Ok(Transformed::no(node));
+        };
+        let hidden = |f: &datafusion::datasource::listing::PartitionedFile| {
+            compactions.hides(f.object_meta.location.filename().unwrap_or_default())
+        };
+        if !config.file_groups.iter().any(|g| g.iter().any(hidden)) {
+            return Ok(Transformed::no(node));
+        }
+        let groups: Vec<FileGroup> = config
+            .file_groups
+            .iter()
+            .map(|g| FileGroup::new(g.iter().filter(|f| !hidden(f)).cloned().collect()))
+            .filter(|g| !g.is_empty())
+            .collect();
+        // The listing's statistics counted the hidden files: they must not answer count(*).
+        let schema = config.file_schema();
+        let rebuilt = FileScanConfigBuilder::from(config.clone())
+            .with_file_groups(groups)
+            .with_statistics(Statistics::new_unknown(schema))
+            .build();
+        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(rebuilt);
+        Ok(Transformed::yes(plan))
+    })
+    .map(|t| t.data)
+}
+
+/// `findings`: the listing table minus what compaction hides.
+#[derive(Debug)]
+pub(crate) struct FindingsTable {
+    pub(crate) inner: Arc<ListingTable>,
+    pub(crate) records: RecordSource,
+}
+
+#[async_trait]
+impl TableProvider for FindingsTable {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.inner.schema()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.inner.constraints()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let args = ScanArgs::default()
+            .with_projection(projection.map(|p| p.as_slice()))
+            .with_filters(Some(filters))
+            .with_limit(limit);
+        Ok(self.scan_with_args(state, args).await?.into_inner())
+    }
+
+    async fn scan_with_args<'a>(
+        &self,
+        state: &dyn Session,
+        args: ScanArgs<'a>,
+    ) -> Result<ScanResult> {
+        let mut before = self.records.read().await?;
+        for _ in 0..ATTEMPTS {
+            let plan = self
+                .inner
+                .scan_with_args(state, args.clone())
+                .await?
+                .into_inner();
+            let after = self.records.read().await?;
+            if after == before {
+                return Ok(without_hidden(plan, &before)?.into());
+            }
+            before = after;
+        }
+        Err(DataFusionError::Execution(
+            "compactions kept committing while the query was planned; run it again".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_of_committed_and_outputs_of_uncommitted_compactions_are_hidden() {
+        let mut c = Compactions::default();
+        add_record(
+            &mut c,
+            br#"{"batch": "c20240101T000000Z-aa", "inputs": ["findings/type=T/20231231T000000Z-bb-00000.parquet"]}"#,
+        )
+        .unwrap();
+        assert!(c.hides("20231231T000000Z-bb-00000.parquet"));
+        assert!(!c.hides("20240102T000000Z-dd-00000.parquet"));
+        assert!(!c.hides("c20240101T000000Z-aa-00000.parquet"));
+        assert!(c.hides("c20240105T000000Z-ee-00000.parquet"));
+    }
+}
