@@ -95,6 +95,9 @@ enum Command {
     /// Merge each type partition's small files into large ones sorted by updated_at.
     #[command(after_help = COMPACT_HELP)]
     Compact(CompactArgs),
+    /// Table definitions of the warehouse for DuckDB, Spark, Trino or Athena.
+    #[command(after_help = DDL_HELP)]
+    Ddl(DdlArgs),
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -167,6 +170,16 @@ beside the worker and scheduled ingests; a crash mid-way leaves a valid table an
 writer (or compact run) finishes or undoes the interrupted step. The ledger is untouched, so
 a late redelivery of an already compacted object still adds nothing.";
 
+const DDL_HELP: &str = "\
+Examples:
+  gdq ddl --engine duckdb --warehouse ./wh | duckdb
+  gdq ddl --engine athena --warehouse s3://lake/gdq > findings.sql
+  gdq ddl --engine spark --location s3a://lake/gdq/findings
+
+The statements define `findings` (every column of the schema plus the `type` partition,
+decoded from the folder names) and `findings_latest`. Trino and Athena also register the
+partitions; run that statement again when new finding types appear.";
+
 const WORKER_HELP: &str = "\
 Example:
   gdq worker --queue-url https://sqs.us-east-1.amazonaws.com/123456789012/gdq-findings \\
@@ -176,6 +189,19 @@ AWS settings come from the standard chain (environment, profiles and SSO, contai
 instance roles) and AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL. Messages are deleted only
 after their rows are committed; refused or unreadable objects stay on the queue for its
 dead-letter queue. SIGINT/SIGTERM: stop receiving, commit what is in hand, exit 0.";
+
+#[derive(Args, Debug)]
+pub struct DdlArgs {
+    /// duckdb, spark, trino or athena.
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: gdq_schemas::ddl::Engine,
+    /// Location of the findings folder as the engine sees it (default: from --warehouse).
+    #[arg(long, value_name = "URI")]
+    pub location: Option<String>,
+    /// Trino schema (database) to create the table in.
+    #[arg(long, default_value = "security", value_name = "NAME")]
+    pub trino_schema: String,
+}
 
 #[derive(Args, Debug)]
 pub struct CompactArgs {
@@ -259,6 +285,18 @@ struct SchemaArgs {
     /// Print the column table as Markdown.
     #[arg(long)]
     markdown: bool,
+    #[command(subcommand)]
+    action: Option<SchemaAction>,
+}
+
+#[derive(Subcommand, Debug)]
+enum SchemaAction {
+    /// JSON paths of the raw `finding` column that no typed column covers, with counts,
+    /// first/last seen and an example value: new GuardDuty fields to ask columns for.
+    #[command(
+        after_help = "Example:\n  gdq schema drift --warehouse /data/gdq\n  gdq schema drift --format csv > drift.csv"
+    )]
+    Drift,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -266,9 +304,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Some(Command::Ingest(args)) => crate::ingest::run(&warehouse, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
+        Some(Command::Schema(SchemaArgs {
+            action: Some(SchemaAction::Drift),
+            ..
+        })) => drift(&warehouse, cli.output.format),
         Some(Command::Schema(args)) => schema(args),
         Some(Command::Status) => status(&warehouse, cli.output.format),
         Some(Command::Compact(args)) => compact(&warehouse, args),
+        Some(Command::Ddl(args)) => ddl(&warehouse, args),
         Some(Command::Worker(args)) => crate::worker::run(&warehouse, args),
         None => query(&warehouse, cli.query, cli.output.format),
     }
@@ -335,6 +378,35 @@ fn query_failure(e: QueryError) -> Failure {
         _ => Status::Failed,
     };
     Failure::new(code, e)
+}
+
+fn query_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                Status::Failed,
+                format!("cannot start the query runtime: {e}"),
+            )
+        })
+}
+
+fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
+    query_runtime()?.block_on(async {
+        let location = query_location(warehouse).await?;
+        let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;
+        if let Some(warning) = warning {
+            eprintln!("gdq: {warning}");
+        }
+        let result = gdq_query::drift::schema_drift(&ctx)
+            .await
+            .map_err(query_failure)?;
+        let mut out = std::io::stdout().lock();
+        gdq_query::format::write_result(&mut out, &result, format).map_err(query_failure)?;
+        out.flush().map_err(|e| Failure::new(Status::Failed, e))?;
+        Ok(Status::Ok.into())
+    })
 }
 
 fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
@@ -473,6 +545,24 @@ fn compact(warehouse: &str, args: CompactArgs) -> Result<ExitCode, Failure> {
         "  total: {compacted} of {} partitions compacted; files {before} -> {after}; rows {rows_before} -> {rows_after} in the compacted partitions",
         report.partitions.len()
     );
+    Ok(Status::Ok.into())
+}
+
+fn ddl(warehouse: &str, args: DdlArgs) -> Result<ExitCode, Failure> {
+    let location = match args.location {
+        Some(location) => location,
+        None if warehouse.starts_with("s3://") => {
+            format!("{}/findings", warehouse.trim_end_matches('/'))
+        }
+        None => {
+            let absolute = std::path::absolute(warehouse)
+                .map_err(|e| Failure::new(Status::Usage, format!("warehouse {warehouse}: {e}")))?;
+            absolute.join("findings").display().to_string()
+        }
+    };
+    let text = gdq_schemas::ddl::ddl(args.engine, &location, &args.trino_schema);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
     Ok(Status::Ok.into())
 }
 

@@ -5,6 +5,7 @@
 //! that reach into the raw `finding` column; [`run_sql`] plans and runs SQL text; [`format`]
 //! prints results the way datafusion-cli does. Nothing here writes to the warehouse.
 
+pub mod drift;
 mod error;
 pub mod format;
 mod session;

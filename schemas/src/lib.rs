@@ -10,6 +10,7 @@
 //! within a version.
 
 mod columns;
+pub mod ddl;
 mod finding_type;
 mod lenient;
 mod normalize;

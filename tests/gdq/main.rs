@@ -4,6 +4,7 @@
 
 mod compact;
 mod crash;
+mod ddl;
 mod ingest;
 mod moto;
 mod normalize;

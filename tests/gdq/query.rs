@@ -159,3 +159,31 @@ fn schema_lists_every_column_with_the_type_partition() {
     }
     assert!(text.starts_with("type "));
 }
+
+#[test]
+fn schema_drift_names_fields_no_column_covers() {
+    let extra = tempdir();
+    let lines = "{\"id\":\"n1\",\"type\":\"Recon:EC2/Portscan\",\"updatedAt\":\"2024-05-01T00:00:00Z\",\"service\":{\"count\":3,\"brandNewFeature\":{\"flag\":true}}}\n\
+                 {\"id\":\"n2\",\"type\":\"Recon:EC2/Portscan\",\"updatedAt\":\"2024-05-03T00:00:00Z\",\"service\":{\"brandNewFeature\":{\"flag\":false}}}\n";
+    write_gz(&extra.path().join("new.jsonl.gz"), lines.as_bytes());
+    let wh = tempdir();
+    assert!(ingest(wh.path(), &[extra.path()]).status.success());
+    let out = run(gdq(wh.path()).args(["--format", "csv", "schema", "drift"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = parse_csv(&stdout(&out));
+    assert_eq!(
+        rows[0],
+        ["path", "findings", "first_seen", "last_seen", "example"]
+    );
+    assert_eq!(
+        rows[1..].to_vec(),
+        [[
+            "service.brandNewFeature.flag",
+            "2",
+            "2024-05-01T00:00:00Z",
+            "2024-05-03T00:00:00Z",
+            "true"
+        ]],
+        "id, type, updatedAt and service.count have columns"
+    );
+}

@@ -1,0 +1,90 @@
+//! `gdq ddl`: the DuckDB and Spark statements, executed by those engines on a warehouse
+//! built from testdata, give the same `select type, count(*)` and `findings_latest` as gdq.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn duckdb_and_spark_ddl_give_the_tables_gdq_gives() {
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[&testdata("exports")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = gdq_type_counts(wh.path());
+    let latest = sql_count(wh.path(), "select count(*) from findings_latest");
+
+    let files = tempdir();
+    for engine in ["duckdb", "spark"] {
+        let ddl = run(gdq(wh.path()).args(["ddl", "--engine", engine]));
+        assert!(ddl.status.success(), "{}", stderr(&ddl));
+        std::fs::write(files.path().join(format!("{engine}.sql")), &ddl.stdout).unwrap();
+    }
+    let output = Command::new(python())
+        .arg(repo().join("tests/ddl.py"))
+        .arg(files.path().join("duckdb.sql"))
+        .arg(files.path().join("spark.sql"))
+        .env("GDQ_SPARK_DIR", files.path().join("spark"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ddl.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let engines: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for engine in ["duckdb", "spark"] {
+        let got: BTreeMap<String, u64> = engines[engine]["types"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect();
+        assert_eq!(got, expected, "{engine} disagrees with gdq");
+        assert_eq!(
+            engines[engine]["latest"], latest,
+            "{engine} findings_latest"
+        );
+    }
+}
+
+#[test]
+fn trino_and_athena_ddl_name_every_column_and_register_partitions() {
+    let out = run(gdq(std::path::Path::new("wh")).args([
+        "ddl",
+        "--engine",
+        "athena",
+        "--location",
+        "s3://lake/gdq/findings",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let athena = stdout(&out);
+    assert!(athena.contains("LOCATION 's3://lake/gdq/findings/'"));
+    assert!(athena.contains("MSCK REPAIR TABLE findings"));
+    let out = run(gdq(std::path::Path::new("wh")).args([
+        "ddl",
+        "--engine",
+        "trino",
+        "--location",
+        "s3://lake/gdq/findings/",
+    ]));
+    let trino = stdout(&out);
+    assert!(trino.contains("external_location = 's3://lake/gdq/findings'"));
+    assert!(trino.contains("sync_partition_metadata('security', 'findings', 'ADD')"));
+    for c in gdq_schemas::COLUMNS {
+        assert!(
+            athena.contains(&format!("`{}`", c.name)),
+            "athena lacks {}",
+            c.name
+        );
+        assert!(
+            trino.contains(&format!("\"{}\"", c.name)),
+            "trino lacks {}",
+            c.name
+        );
+    }
+    let bad = run(gdq(std::path::Path::new("wh")).args(["ddl", "--engine", "hive"]));
+    assert_eq!(bad.status.code(), Some(2));
+}
