@@ -98,6 +98,11 @@ enum Command {
     /// Table definitions of the warehouse for DuckDB, Spark, Trino or Athena.
     #[command(after_help = DDL_HELP)]
     Ddl(DdlArgs),
+    /// Interactive SQL shell (also what `gdq` without SQL opens on a terminal).
+    #[command(
+        after_help = "Example:\n  gdq shell --warehouse /data/gdq\n  gdq> \\d findings\n  gdq> select type, count(*)\n    -> from findings group by type;"
+    )]
+    Shell,
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -312,6 +317,13 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Status) => status(&warehouse, cli.output.format),
         Some(Command::Compact(args)) => compact(&warehouse, args),
         Some(Command::Ddl(args)) => ddl(&warehouse, args),
+        Some(Command::Shell) => crate::shell::run(&warehouse, cli.output.format),
+        None if cli.query.sql.is_none()
+            && cli.query.file.is_none()
+            && std::io::stdin().is_terminal() =>
+        {
+            crate::shell::run(&warehouse, cli.output.format)
+        }
         Some(Command::Worker(args)) => crate::worker::run(&warehouse, args),
         None => query(&warehouse, cli.query, cli.output.format),
     }
@@ -331,7 +343,7 @@ pub fn open_warehouse(location: &str) -> Result<Warehouse, Failure> {
 }
 
 /// Where queries read: a local directory, or an S3 prefix through `object_store`.
-async fn query_location(location: &str) -> Result<WarehouseLocation, Failure> {
+pub async fn query_location(location: &str) -> Result<WarehouseLocation, Failure> {
     if !location.starts_with("s3://") {
         return Ok(WarehouseLocation::Local(PathBuf::from(location)));
     }
@@ -372,7 +384,7 @@ fn read_sql(args: &QueryArgs) -> Result<String, Failure> {
     Ok(sql)
 }
 
-fn query_failure(e: QueryError) -> Failure {
+pub fn query_failure(e: QueryError) -> Failure {
     let code = match e {
         QueryError::Plan(_) => Status::Usage,
         _ => Status::Failed,
@@ -380,7 +392,7 @@ fn query_failure(e: QueryError) -> Failure {
     Failure::new(code, e)
 }
 
-fn query_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub fn query_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,6 +7,7 @@ mod cli;
 mod exit;
 mod ingest;
 mod progress;
+mod shell;
 mod worker;
 
 use std::process::ExitCode;

@@ -11,6 +11,7 @@ pub mod format;
 mod session;
 mod snapshot;
 
+pub use datafusion::execution::context::SessionContext;
 pub use error::QueryError;
 pub use format::OutputFormat;
 pub use session::{LATEST_VIEW, QueryResult, TABLE, WarehouseLocation, open_session, run_sql};

@@ -187,3 +187,45 @@ fn schema_drift_names_fields_no_column_covers() {
         "id, type, updatedAt and service.count have columns"
     );
 }
+
+#[test]
+fn the_shell_describes_tables_and_runs_multi_line_statements() {
+    let wh = bundled_warehouse();
+    let history = tempdir();
+    let mut child = gdq(wh.path())
+        .arg("shell")
+        .env("GDQ_HISTORY", history.path().join("h"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"\\d\n\\d findings\nselect count(*) as n\n  from findings;\n\\format csv\nselect count(distinct id) as ids from findings_latest;\nselect sevrity from findings;\nselect * from finding;\n\\q\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (text, errors) = (stdout(&out), stderr(&out));
+    assert!(text.contains("| findings_latest | VIEW"), "{text}");
+    assert!(text.contains("| updated_at ") && text.contains("Timestamp(ms, \"UTC\")"));
+    let total = sql_count(wh.path(), "select count(*) from findings");
+    assert!(text.contains(&format!("| {total} ")), "{text}");
+    let ids = sql_count(wh.path(), "select count(distinct id) from findings");
+    assert!(text.contains(&format!("ids\n{ids}\n")), "{text}");
+    assert!(text.contains("1 row(s) in "));
+    assert!(
+        errors.contains("Did you mean 'findings.severity'?"),
+        "{errors}"
+    );
+    assert!(errors.contains("Did you mean 'findings'?"), "{errors}");
+    let history = std::fs::read_to_string(history.path().join("h")).unwrap();
+    assert!(
+        history.contains("from findings;"),
+        "history is kept: {history}"
+    );
+}
