@@ -8,6 +8,7 @@ mod ddl;
 mod ingest;
 mod moto;
 mod normalize;
+mod notebook;
 mod query;
 mod readers;
 mod s3_ingest;
