@@ -17,7 +17,8 @@
 //! touched: it names source objects, which compaction keeps, so a late redelivery of a
 //! compacted object still adds nothing.
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::fs::File;
 
 use arrow_array::{Array, RecordBatch, StringArray, TimestampMillisecondArray};
@@ -39,6 +40,11 @@ pub const COMPACTIONS: &str = "_gdq/compactions";
 pub const MANIFEST: &str = "compaction.json";
 /// Rows per row group of a compacted file.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Decoded bytes of rows sorted in memory at once (one sorted run on local disk).
+const RUN_BYTES: usize = 96 << 20;
+/// Rows read at a time from each run while merging, and rows merged per output slice.
+const MERGE_BATCH_ROWS: usize = 2048;
+const MERGE_ROWS: usize = 16 * 1024;
 
 /// What a compaction replaces with what. Written first as the manifest, then as the record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -206,21 +212,171 @@ fn dedupe(batch: &RecordBatch, seen: &mut HashSet<u128>) -> Result<RecordBatch, 
     Ok(arrow_select::filter::filter_record_batch(batch, &keep)?)
 }
 
-/// Groups input files into outputs of about `target` bytes each, in commit order.
-fn output_groups(files: &[DataFile], target: u64) -> Vec<&[DataFile]> {
-    let mut groups = Vec::new();
-    let (mut start, mut bytes) = (0, 0u64);
-    for (i, f) in files.iter().enumerate() {
-        if i > start && bytes + f.size > target {
-            groups.push(&files[start..i]);
-            (start, bytes) = (i, 0);
+/// One sorted run on local disk, read back a batch at a time during the merge.
+struct Run {
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    batch: Option<RecordBatch>,
+    row: usize,
+}
+
+impl Run {
+    /// The `updated_at` of the current row; nulls first, as the writer sorts them.
+    fn key(&self) -> Option<i64> {
+        let batch = self.batch.as_ref()?;
+        let times = batch
+            .column_by_name("updated_at")?
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()?;
+        Some(if times.is_valid(self.row) {
+            times.value(self.row)
+        } else {
+            i64::MIN
+        })
+    }
+
+    fn advance(&mut self) -> Result<(), IngestError> {
+        self.row += 1;
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|b| self.row >= b.num_rows())
+        {
+            self.batch = self.reader.next().transpose()?;
+            self.row = 0;
         }
-        bytes += f.size;
+        Ok(())
     }
-    if start < files.len() {
-        groups.push(&files[start..]);
+}
+
+/// Sorts `pending` and writes it as one run file.
+fn write_run(
+    pending: &mut Vec<RecordBatch>,
+    path: &std::path::Path,
+    finding_type: &str,
+) -> Result<(), IngestError> {
+    let schema = findings_schema();
+    let sorted = sort_by_updated_at(&concat_batches(&schema, pending.iter())?)?;
+    pending.clear();
+    let parquet_err = |source| IngestError::Parquet {
+        finding_type: finding_type.to_string(),
+        source,
+    };
+    let file = File::create(path).map_err(IngestError::warehouse(path))?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .build();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).map_err(parquet_err)?;
+    writer.write(&sorted).map_err(parquet_err)?;
+    writer.close().map_err(parquet_err)?;
+    Ok(())
+}
+
+/// Reads the partition's files into sorted runs of at most `RUN_BYTES` of decoded rows on
+/// local disk, so memory stays bounded whatever the partition's size.
+fn write_runs(
+    warehouse: &Warehouse,
+    finding_type: &str,
+    files: &[DataFile],
+    scratch: &std::path::Path,
+    rows_before: &mut u64,
+) -> Result<Vec<std::path::PathBuf>, IngestError> {
+    let mut runs = Vec::new();
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_bytes = 0usize;
+    for file in files {
+        let path = warehouse.local_copy(&file.relative, scratch)?;
+        for batch in read_file(&path, finding_type)? {
+            *rows_before += batch.num_rows() as u64;
+            pending_bytes += batch.get_array_memory_size();
+            pending.push(batch);
+            if pending_bytes >= RUN_BYTES {
+                let run = scratch.join(format!("run-{:05}.parquet", runs.len()));
+                write_run(&mut pending, &run, finding_type)?;
+                runs.push(run);
+                pending_bytes = 0;
+            }
+        }
+        if warehouse.remote().is_some() {
+            let _ = std::fs::remove_file(&path);
+        }
     }
-    groups
+    if !pending.is_empty() {
+        let run = scratch.join(format!("run-{:05}.parquet", runs.len()));
+        write_run(&mut pending, &run, finding_type)?;
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+/// Merges sorted runs into one sorted stream, handed to `emit` `MERGE_ROWS` rows at a time.
+fn merge_runs(
+    runs: &[std::path::PathBuf],
+    finding_type: &str,
+    mut emit: impl FnMut(RecordBatch) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let parquet_err = |source| IngestError::Parquet {
+        finding_type: finding_type.to_string(),
+        source,
+    };
+    let mut open = Vec::with_capacity(runs.len());
+    for path in runs {
+        let file = File::open(path).map_err(IngestError::warehouse(path))?;
+        let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(parquet_err)?
+            .with_batch_size(MERGE_BATCH_ROWS)
+            .build()
+            .map_err(parquet_err)?;
+        let batch = reader.next().transpose()?;
+        open.push(Run {
+            reader,
+            batch,
+            row: 0,
+        });
+    }
+    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = open
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.key().map(|k| Reverse((k, i))))
+        .collect();
+    // The batches the pending output rows point into, and (batch, row) of each of them.
+    let mut held: Vec<RecordBatch> = Vec::new();
+    let mut held_of_run: Vec<Option<usize>> = vec![None; open.len()];
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(MERGE_ROWS);
+    while let Some(Reverse((_, i))) = heap.pop() {
+        let run = &mut open[i];
+        let Some(batch) = run.batch.as_ref() else {
+            continue;
+        };
+        let slot = match held_of_run[i] {
+            Some(slot) => slot,
+            None => {
+                held.push(batch.clone());
+                held_of_run[i] = Some(held.len() - 1);
+                held.len() - 1
+            }
+        };
+        picks.push((slot, run.row));
+        if run.row + 1 >= batch.num_rows() {
+            // The run moves on to its next batch, which gets a slot of its own.
+            held_of_run[i] = None;
+        }
+        run.advance()?;
+        if let Some(key) = run.key() {
+            heap.push(Reverse((key, i)));
+        }
+        if picks.len() >= MERGE_ROWS || heap.is_empty() {
+            let refs: Vec<&RecordBatch> = held.iter().collect();
+            emit(arrow_select::interleave::interleave_record_batch(
+                &refs, &picks,
+            )?)?;
+            picks.clear();
+            held.clear();
+            held_of_run.iter_mut().for_each(|h| *h = None);
+        }
+    }
+    Ok(())
 }
 
 fn compact_partition(
@@ -234,9 +390,7 @@ fn compact_partition(
     let live = warehouse.stage(&batch)?;
     let staging_root = warehouse.staging_dir(&batch);
     let downloads = staging_root.join("inputs");
-    if warehouse.remote().is_some() {
-        std::fs::create_dir_all(&downloads).map_err(IngestError::warehouse(&downloads))?;
-    }
+    std::fs::create_dir_all(&downloads).map_err(IngestError::warehouse(&downloads))?;
     let mut writer = PartitionWriter::new(
         finding_type,
         &staging_root,
@@ -244,32 +398,23 @@ fn compact_partition(
         options.target_file_bytes,
     );
     let mut seen = HashSet::new();
-    let schema = findings_schema();
-    for group in output_groups(files, options.target_file_bytes) {
-        let mut batches = Vec::new();
-        for file in group {
-            let path = warehouse.local_copy(&file.relative, &downloads)?;
-            for b in read_file(&path, finding_type)? {
-                report.rows_before += b.num_rows() as u64;
-                batches.push(b);
-            }
-            if warehouse.remote().is_some() {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-        let merged = sort_by_updated_at(&concat_batches(&schema, &batches)?)?;
-        drop(batches);
+    let runs = write_runs(
+        warehouse,
+        finding_type,
+        files,
+        &downloads,
+        &mut report.rows_before,
+    )?;
+    merge_runs(&runs, finding_type, |merged| {
         let merged = if options.dedupe {
             dedupe(&merged, &mut seen)?
         } else {
             merged
         };
-        let mut offset = 0;
-        while offset < merged.num_rows() {
-            let length = ROW_GROUP_ROWS.min(merged.num_rows() - offset);
-            writer.write(&merged.slice(offset, length))?;
-            offset += length;
-        }
+        writer.append_sorted(&merged, ROW_GROUP_ROWS)
+    })?;
+    for run in &runs {
+        let _ = std::fs::remove_file(run);
     }
     let outputs: Vec<FileRecord> = writer
         .finish()?
@@ -349,20 +494,72 @@ pub(crate) fn recover(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
-    fn file(name: &str, size: u64) -> DataFile {
-        DataFile {
-            relative: format!("findings/type=T/{name}"),
-            size,
-        }
+    fn sorted_batch(times: &[Option<i64>], tag: &str) -> RecordBatch {
+        let schema = findings_schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "updated_at" => {
+                    Arc::new(TimestampMillisecondArray::from(times.to_vec()).with_timezone("UTC"))
+                        as Arc<dyn Array>
+                }
+                "id" => Arc::new(StringArray::from_iter_values(
+                    (0..times.len()).map(|i| format!("{tag}{i}")),
+                )),
+                _ if !f.is_nullable() => {
+                    Arc::new(StringArray::from_iter_values((0..times.len()).map(|_| "x")))
+                }
+                _ => arrow_array::new_null_array(f.data_type(), times.len()),
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
     }
 
     #[test]
-    fn inputs_are_grouped_into_outputs_of_about_the_target_size() {
-        let files = [file("a", 40), file("b", 40), file("c", 40), file("d", 200)];
-        let groups = output_groups(&files, 100);
-        let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
-        assert_eq!(sizes, [2, 1, 1]);
+    fn runs_merge_into_one_sorted_stream_with_nulls_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        let runs = [
+            vec![Some(1), Some(5), Some(9)],
+            vec![None, Some(2), Some(5), Some(7)],
+            vec![Some(3)],
+        ];
+        for (i, times) in runs.iter().enumerate() {
+            let path = dir.path().join(format!("r{i}.parquet"));
+            let mut pending = vec![sorted_batch(times, &format!("r{i}-"))];
+            write_run(&mut pending, &path, "T").unwrap();
+            paths.push(path);
+        }
+        let mut merged = Vec::new();
+        merge_runs(&paths, "T", |b| {
+            let times = b
+                .column_by_name("updated_at")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap()
+                .clone();
+            merged.extend(times.iter());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            merged,
+            [
+                None,
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(5),
+                Some(5),
+                Some(7),
+                Some(9)
+            ]
+        );
     }
 }

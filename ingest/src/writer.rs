@@ -145,6 +145,38 @@ impl PartitionWriter {
         Ok(())
     }
 
+    /// Appends an already sorted batch to the open row group, which is closed once it holds
+    /// `row_group_rows` rows: for rewriting sorted data (compaction) into large row groups.
+    pub fn append_sorted(
+        &mut self,
+        batch: &RecordBatch,
+        row_group_rows: usize,
+    ) -> Result<(), IngestError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            self.open_next()?;
+        }
+        let finding_type = self.finding_type.clone();
+        let err = |source| IngestError::Parquet {
+            finding_type: finding_type.clone(),
+            source,
+        };
+        let Some((writer, _, rows)) = self.current.as_mut() else {
+            return Ok(());
+        };
+        writer.write(batch).map_err(err)?;
+        *rows += batch.num_rows() as u64;
+        if writer.in_progress_rows() >= row_group_rows {
+            writer.flush().map_err(err)?;
+            if writer.bytes_written() as u64 >= self.target_file_bytes {
+                self.close_current()?;
+            }
+        }
+        Ok(())
+    }
+
     fn open_next(&mut self) -> Result<(), IngestError> {
         let relative_dir = format!("{FINDINGS_DIR}/{}", partition_dir_name(&self.finding_type));
         let dir = self.staging_root.join(&relative_dir);
