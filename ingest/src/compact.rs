@@ -35,7 +35,7 @@ use crate::warehouse::{DataFile, Recovery, Warehouse};
 use crate::writer::{PartitionWriter, sort_by_updated_at};
 
 /// Where compaction records go, relative to the warehouse root.
-pub const COMPACTIONS: &str = "_gdq/compactions";
+pub const COMPACTIONS: &str = gdq_schemas::COMPACTIONS_DIR;
 /// The manifest in a compaction's staging folder.
 pub const MANIFEST: &str = "compaction.json";
 /// Rows per row group of a compacted file.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 
-use gdq_schemas::{PARTITION_COLUMN, decode_partition_value};
+use gdq_schemas::{COMPACTIONS_DIR, CompactionView, PARTITION_COLUMN, decode_partition_value};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
@@ -90,7 +90,7 @@ fn partition_type(dir_name: &str) -> Option<String> {
 /// Reads the status of a warehouse, local or in S3.
 pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, IngestError> {
     let mut status = match warehouse.remote() {
-        Some(remote) => remote_files(remote)?,
+        Some(remote) => remote_files(warehouse, remote)?,
         None => local_files(warehouse)?,
     };
     let ledger = Ledger::load(warehouse)?;
@@ -99,15 +99,32 @@ pub fn warehouse_status(warehouse: &Warehouse) -> Result<WarehouseStatus, Ingest
     Ok(status)
 }
 
+/// The compaction records, to leave out files a crashed compaction left behind, as queries do.
+fn compactions(warehouse: &Warehouse) -> Result<CompactionView, IngestError> {
+    let mut view = CompactionView::default();
+    for name in warehouse.meta_names(COMPACTIONS_DIR)? {
+        let key = format!("{COMPACTIONS_DIR}/{name}.json");
+        if let Some(bytes) = warehouse.get_meta(&key)? {
+            view.add_record(&bytes)
+                .map_err(|reason| IngestError::Ledger {
+                    path: key.into(),
+                    reason,
+                })?;
+        }
+    }
+    Ok(view)
+}
+
 fn local_files(warehouse: &Warehouse) -> Result<WarehouseStatus, IngestError> {
     let mut status = WarehouseStatus::default();
+    let view = compactions(warehouse)?;
     for (name, dir) in read_dir_names(&warehouse.findings_dir())? {
         let Some(finding_type) = partition_type(&name) else {
             continue;
         };
         let partition = status.types.entry(finding_type.clone()).or_default();
         for (file_name, path) in read_dir_names(&dir)? {
-            if !file_name.ends_with(".parquet") {
+            if !file_name.ends_with(".parquet") || view.hides(&file_name) {
                 continue;
             }
             let file = File::open(&path).map_err(IngestError::warehouse(&path))?;
@@ -133,14 +150,17 @@ fn local_files(warehouse: &Warehouse) -> Result<WarehouseStatus, IngestError> {
     Ok(status)
 }
 
-fn remote_files(remote: &Remote) -> Result<WarehouseStatus, IngestError> {
+fn remote_files(warehouse: &Warehouse, remote: &Remote) -> Result<WarehouseStatus, IngestError> {
     let mut status = WarehouseStatus::default();
+    let view = compactions(warehouse)?;
     for listed in remote.list("findings/")? {
         let mut parts = listed.relative.split('/').skip(1);
         let (Some(dir), Some(file)) = (parts.next(), parts.next()) else {
             continue;
         };
-        let Some(finding_type) = partition_type(dir).filter(|_| file.ends_with(".parquet")) else {
+        let Some(finding_type) =
+            partition_type(dir).filter(|_| file.ends_with(".parquet") && !view.hides(file))
+        else {
             continue;
         };
         let meta = remote.parquet_footer(&listed.relative, listed.size)?;

@@ -7,7 +7,6 @@
 //! and after the listing; if a compaction committed in between, the scan is planned again,
 //! so a query sees the files before a compaction or after it, never both or neither.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,10 +22,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
+use gdq_schemas::{COMPACTIONS_DIR as COMPACTIONS, CompactionView as Compactions};
 use object_store::ObjectStore;
 
-/// Where compaction records are, relative to the warehouse root.
-const COMPACTIONS: &str = "_gdq/compactions";
 /// How often a scan is planned again when compactions keep committing under it.
 const ATTEMPTS: usize = 8;
 
@@ -40,46 +38,10 @@ pub(crate) enum RecordSource {
     },
 }
 
-/// Committed compactions: their batch ids and the data files (by name) they replaced.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Compactions {
-    committed: HashSet<String>,
-    replaced: HashSet<String>,
-}
-
-impl Compactions {
-    /// Whether a data file (by name) is not part of the table at this moment.
-    fn hides(&self, name: &str) -> bool {
-        if self.replaced.contains(name) {
-            return true;
-        }
-        // Outputs of a compaction are named `c<batch>-<part>.parquet`.
-        name.starts_with('c')
-            && name
-                .strip_suffix(".parquet")
-                .and_then(|n| n.rsplit_once('-'))
-                .is_some_and(|(batch, _)| !self.committed.contains(batch))
-    }
-}
-
 fn add_record(compactions: &mut Compactions, bytes: &[u8]) -> Result<()> {
-    let record: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| DataFusionError::Execution(format!("unreadable compaction record: {e}")))?;
-    if let Some(batch) = record.get("batch").and_then(|b| b.as_str()) {
-        compactions.committed.insert(batch.to_string());
-    }
-    for input in record
-        .get("inputs")
-        .and_then(|i| i.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.as_str())
-    {
-        compactions
-            .replaced
-            .insert(input.rsplit('/').next().unwrap_or(input).to_string());
-    }
-    Ok(())
+    compactions
+        .add_record(bytes)
+        .map_err(DataFusionError::Execution)
 }
 
 impl RecordSource {
@@ -232,24 +194,5 @@ impl TableProvider for FindingsTable {
         Err(DataFusionError::Execution(
             "compactions kept committing while the query was planned; run it again".into(),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inputs_of_committed_and_outputs_of_uncommitted_compactions_are_hidden() {
-        let mut c = Compactions::default();
-        add_record(
-            &mut c,
-            br#"{"batch": "c20240101T000000Z-aa", "inputs": ["findings/type=T/20231231T000000Z-bb-00000.parquet"]}"#,
-        )
-        .unwrap();
-        assert!(c.hides("20231231T000000Z-bb-00000.parquet"));
-        assert!(!c.hides("20240102T000000Z-dd-00000.parquet"));
-        assert!(!c.hides("c20240101T000000Z-aa-00000.parquet"));
-        assert!(c.hides("c20240105T000000Z-ee-00000.parquet"));
     }
 }

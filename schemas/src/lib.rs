@@ -18,6 +18,7 @@ mod partition;
 mod raw;
 mod severity;
 mod time;
+mod visibility;
 
 pub use columns::{COLUMNS, Column, ColumnKind, findings_schema, schema_markdown};
 pub use finding_type::FindingType;
@@ -27,6 +28,7 @@ pub use partition::{
 };
 pub use severity::severity_label;
 pub use time::{format_rfc3339_ms, parse_timestamp_ms};
+pub use visibility::{COMPACTIONS_DIR, CompactionView};
 
 /// Version of the table contract written into every Parquet file's metadata.
 pub const SCHEMA_VERSION: &str = "1";

@@ -28,7 +28,8 @@ fn many_small_exports(dir: &Path, n: usize) {
     }
 }
 
-fn files_of_type(wh: &Path) -> u64 {
+/// Files and rows of `TYPE`, as `gdq status` reports them.
+fn type_status(wh: &Path) -> (u64, u64) {
     let out = run(gdq(wh).args(["status", "--format", "json"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -37,8 +38,12 @@ fn files_of_type(wh: &Path) -> u64 {
         .unwrap()
         .iter()
         .find(|t| t["type"] == TYPE)
-        .map(|t| t["files"].as_u64().unwrap())
-        .unwrap_or(0)
+        .map(|t| (t["files"].as_u64().unwrap(), t["rows"].as_u64().unwrap()))
+        .unwrap_or((0, 0))
+}
+
+fn files_of_type(wh: &Path) -> u64 {
+    type_status(wh).0
 }
 
 fn compact(wh: &Path, args: &[&str]) -> std::process::Output {
@@ -139,11 +144,16 @@ fn a_crash_at_each_compaction_step_never_shows_a_row_twice_and_a_rerun_finishes(
             "{point}: {}",
             stderr(&crashed)
         );
-        // Whatever the crash left on disk, gdq readers see each row once.
+        // Whatever the crash left on disk, gdq readers (queries, status) see each row once.
         assert_eq!(
             row_fingerprint(wh.path()),
             before,
             "{point}: after the crash"
+        );
+        assert_eq!(
+            type_status(wh.path()).1,
+            36,
+            "{point}: status after the crash"
         );
         let rerun = compact(wh.path(), &[]);
         let expected = if point == "compact-after-record" {
