@@ -227,14 +227,7 @@ impl Warehouse {
             .collect();
         batches.sort();
         for batch in batches {
-            if let Some(manifest) = self.staged_compaction(&batch)? {
-                let finished = crate::compact::recover(self, &batch, &manifest)?;
-                self.discard_staged(&batch)?;
-                if finished {
-                    recovery.published.push(batch);
-                } else {
-                    recovery.discarded.push(batch);
-                }
+            if self.recover_compaction(&batch, &mut recovery)? {
                 continue;
             }
             match read_commit(&self.commits_dir(), &batch)? {
@@ -271,14 +264,7 @@ impl Warehouse {
             entry.0.push(listed.relative);
         }
         for (batch, (objects, newest)) in batches {
-            if let Some(manifest) = self.staged_compaction(&batch)? {
-                let finished = crate::compact::recover(self, &batch, &manifest)?;
-                self.discard_staged(&batch)?;
-                if finished {
-                    recovery.published.push(batch);
-                } else {
-                    recovery.discarded.push(batch);
-                }
+            if self.recover_compaction(&batch, &mut recovery)? {
                 continue;
             }
             match self.read_commit(&batch)? {
@@ -419,62 +405,38 @@ impl Warehouse {
     /// Moves a committed batch's staged files to their place in the table. Idempotent: a
     /// file already moved is skipped, so a crash half way through is finished by rerunning.
     pub fn publish(&self, record: &CommitRecord) -> Result<(), IngestError> {
-        if let Some(remote) = &self.remote {
-            let batch = &record.batch;
-            let pairs: Vec<(String, String)> = record
-                .files
-                .iter()
-                .map(|f| f.path.clone())
-                .chain(std::iter::once(quarantine_key(batch)))
-                .map(|rel| (format!("{STAGING}/{batch}/{rel}"), rel))
-                .collect();
-            remote.copy_many(pairs)?;
-            crate::fault::crash_point("publish-first-file");
-            return self.discard_staged(batch);
-        }
-        let staging = self.staging_dir(&record.batch);
-        let mut touched_dirs = Vec::new();
-        let quarantine = self.quarantine_path(&record.batch);
-        let quarantine_rel = quarantine
-            .strip_prefix(&self.root)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let paths = record
+        let batch = &record.batch;
+        let paths: Vec<String> = record
             .files
             .iter()
-            .map(|f| PathBuf::from(&f.path))
-            .chain(std::iter::once(quarantine_rel));
-        for (i, relative) in paths.enumerate() {
-            let from = staging.join(&relative);
-            let to = self.root.join(&relative);
-            if !from.exists() {
-                continue;
-            }
-            if let Some(parent) = to.parent() {
-                fs::create_dir_all(parent).map_err(IngestError::warehouse(parent))?;
-                if !touched_dirs.contains(&parent.to_path_buf()) {
-                    touched_dirs.push(parent.to_path_buf());
-                }
-            }
-            match fs::rename(&from, &to) {
-                Ok(()) => {}
-                // Another recovering writer moved it first.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(IngestError::warehouse(&to)(e)),
-            }
-            if i == 0 {
-                crate::fault::crash_point("publish-first-file");
-            }
+            .map(|f| f.path.clone())
+            .chain(std::iter::once(quarantine_key(batch)))
+            .collect();
+        let (first, rest) = paths.split_at(1);
+        self.publish_staged(batch, first)?;
+        crate::fault::crash_point("publish-first-file");
+        self.publish_staged(batch, rest)?;
+        self.discard_staged(batch)
+    }
+
+    /// Finishes or undoes an interrupted compaction staged as `batch`; `false` when the
+    /// batch is not a compaction.
+    fn recover_compaction(
+        &self,
+        batch: &str,
+        recovery: &mut Recovery,
+    ) -> Result<bool, IngestError> {
+        let Some(manifest) = self.staged_compaction(batch)? else {
+            return Ok(false);
+        };
+        let finished = crate::compact::recover(self, batch, &manifest)?;
+        self.discard_staged(batch)?;
+        if finished {
+            recovery.published.push(batch.to_string());
+        } else {
+            recovery.discarded.push(batch.to_string());
         }
-        for dir in touched_dirs {
-            sync_dir(&dir)?;
-        }
-        match fs::remove_dir_all(&staging) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(IngestError::warehouse(&staging)(e)),
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// Where a batch's quarantine records go once published.

@@ -121,28 +121,7 @@ impl PartitionWriter {
 
     /// Writes one batch as one row group, sorted by `updated_at`.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let sorted = sort_by_updated_at(batch)?;
-        if self.current.is_none() {
-            self.open_next()?;
-        }
-        let finding_type = self.finding_type.clone();
-        let err = |source| IngestError::Parquet {
-            finding_type: finding_type.clone(),
-            source,
-        };
-        let Some((writer, _, rows)) = self.current.as_mut() else {
-            return Ok(());
-        };
-        writer.write(&sorted).map_err(err)?;
-        writer.flush().map_err(err)?;
-        *rows += sorted.num_rows() as u64;
-        if writer.bytes_written() as u64 >= self.target_file_bytes {
-            self.close_current()?;
-        }
-        Ok(())
+        self.append_sorted(&sort_by_updated_at(batch)?, 1)
     }
 
     /// Appends an already sorted batch to the open row group, which is closed once it holds
