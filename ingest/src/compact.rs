@@ -23,7 +23,10 @@ use std::fs::File;
 
 use arrow_array::{Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_select::concat::concat_batches;
-use gdq_schemas::{PARTITION_COLUMN, decode_partition_value, findings_schema, format_rfc3339_ms};
+use gdq_schemas::{
+    COMPACTIONS_DONE_DIR, PARTITION_COLUMN, decode_partition_value, findings_schema,
+    format_rfc3339_ms,
+};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
@@ -463,11 +466,23 @@ fn compact_partition(
     }
     crate::fault::crash_point("compact-after-record");
     warehouse.delete_files(&record.inputs)?;
+    retire_record(warehouse, &batch)?;
     drop(live);
     warehouse.discard_staged(&batch)?;
     report.files_after = record.outputs.len();
     report.rows_after = record.rows_after;
     report.bytes_after = record.outputs.iter().map(|f| f.bytes).sum();
+    Ok(())
+}
+
+/// Moves a record whose inputs are all deleted to the finished folder (a copy, then the
+/// delete: a reader in between sees the batch committed either way).
+fn retire_record(warehouse: &Warehouse, batch: &str) -> Result<(), IngestError> {
+    let key = record_key(batch);
+    if let Some(bytes) = warehouse.get_meta(&key)? {
+        warehouse.put_meta(&format!("{COMPACTIONS_DONE_DIR}/{batch}.json"), bytes)?;
+        warehouse.delete_files(&[key])?;
+    }
     Ok(())
 }
 
@@ -485,6 +500,13 @@ pub(crate) fn recover(
         })?;
     if warehouse.get_meta(&record_key(batch))?.is_some() {
         warehouse.delete_files(&manifest.inputs)?;
+        retire_record(warehouse, batch)?;
+        return Ok(true);
+    }
+    if warehouse
+        .get_meta(&format!("{COMPACTIONS_DONE_DIR}/{batch}.json"))?
+        .is_some()
+    {
         return Ok(true);
     }
     let outputs: Vec<String> = manifest.outputs.iter().map(|f| f.path.clone()).collect();

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 
-use gdq_schemas::{COMPACTIONS_DIR, CompactionView, PARTITION_COLUMN, decode_partition_value};
+use gdq_schemas::{
+    COMPACTIONS_DIR, COMPACTIONS_DONE_DIR, CompactionView, PARTITION_COLUMN, decode_partition_value,
+};
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
@@ -111,6 +113,9 @@ fn compactions(warehouse: &Warehouse) -> Result<CompactionView, IngestError> {
                     reason,
                 })?;
         }
+    }
+    for name in warehouse.meta_names(COMPACTIONS_DONE_DIR)? {
+        view.add_finished(&name);
     }
     Ok(view)
 }

@@ -284,29 +284,7 @@ impl Warehouse {
 
     /// Names of the committed batches.
     pub fn commit_names(&self) -> Result<Vec<String>, IngestError> {
-        let names: Vec<String> = match &self.remote {
-            Some(remote) => remote
-                .list(&format!("{COMMITS}/"))?
-                .into_iter()
-                .map(|l| l.relative)
-                .collect(),
-            None => {
-                let dir = self.commits_dir();
-                match fs::read_dir(&dir) {
-                    Ok(entries) => entries
-                        .filter_map(|e| e.ok())
-                        .filter_map(|e| e.file_name().into_string().ok())
-                        .collect(),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                    Err(e) => return Err(IngestError::warehouse(&dir)(e)),
-                }
-            }
-        };
-        Ok(names
-            .iter()
-            .filter_map(|n| n.rsplit('/').next()?.strip_suffix(".json"))
-            .map(str::to_string)
-            .collect())
+        self.meta_names(COMMITS)
     }
 
     /// Reads the commit records of `batches` (all of them committed).
@@ -550,10 +528,14 @@ impl Warehouse {
     /// Names (without `.json`) of the metadata files in a folder such as `_gdq/compactions`.
     pub fn meta_names(&self, folder: &str) -> Result<Vec<String>, IngestError> {
         let names: Vec<String> = match &self.remote {
+            // The listing is recursive; sub-folders' objects are not this folder's.
             Some(remote) => remote
                 .list(&format!("{folder}/"))?
                 .into_iter()
-                .map(|l| l.relative)
+                .filter_map(|l| {
+                    let name = l.relative.strip_prefix(folder)?.strip_prefix('/')?;
+                    (!name.contains('/')).then(|| name.to_string())
+                })
                 .collect(),
             None => {
                 let dir = self.root.join(folder);

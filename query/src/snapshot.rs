@@ -22,7 +22,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
-use gdq_schemas::{COMPACTIONS_DIR as COMPACTIONS, CompactionView as Compactions};
+use gdq_schemas::{
+    COMPACTIONS_DIR as COMPACTIONS, COMPACTIONS_DONE_DIR, CompactionView as Compactions,
+};
 use object_store::ObjectStore;
 
 /// How often a scan is planned again when compactions keep committing under it.
@@ -61,6 +63,14 @@ impl RecordSource {
                         add_record(&mut compactions, &std::fs::read(&path)?)?;
                     }
                 }
+                if let Ok(done) = std::fs::read_dir(root.join(COMPACTIONS_DONE_DIR)) {
+                    for entry in done {
+                        let name = entry?.file_name();
+                        if let Some(batch) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
+                            compactions.add_finished(batch);
+                        }
+                    }
+                }
             }
             RecordSource::Store { store, prefix } => {
                 let folder = if prefix.is_empty() {
@@ -72,8 +82,21 @@ impl RecordSource {
                     .list(Some(&object_store::path::Path::from(folder.as_str())))
                     .try_collect()
                     .await?;
-                let bodies: Vec<_> = futures::stream::iter(listed)
-                    .filter(|m| std::future::ready(m.location.as_ref().ends_with(".json")))
+                let done = format!(
+                    "/{}/",
+                    COMPACTIONS_DONE_DIR.rsplit('/').next().unwrap_or("done")
+                );
+                let (finished, active): (Vec<_>, Vec<_>) = listed
+                    .into_iter()
+                    .filter(|m| m.location.as_ref().ends_with(".json"))
+                    .partition(|m| m.location.as_ref().contains(&done));
+                for m in &finished {
+                    if let Some(batch) = m.location.filename().and_then(|n| n.strip_suffix(".json"))
+                    {
+                        compactions.add_finished(batch);
+                    }
+                }
+                let bodies: Vec<_> = futures::stream::iter(active)
                     .map(|m| {
                         let store = Arc::clone(store);
                         async move {

@@ -28,7 +28,7 @@ pub use partition::{
 };
 pub use severity::severity_label;
 pub use time::{format_rfc3339_ms, parse_timestamp_ms};
-pub use visibility::{COMPACTIONS_DIR, CompactionView};
+pub use visibility::{COMPACTIONS_DIR, COMPACTIONS_DONE_DIR, CompactionView};
 
 /// Version of the table contract written into every Parquet file's metadata.
 pub const SCHEMA_VERSION: &str = "1";

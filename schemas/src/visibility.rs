@@ -9,6 +9,9 @@ use std::collections::HashSet;
 
 /// Where compaction records are, relative to the warehouse root.
 pub const COMPACTIONS_DIR: &str = "_gdq/compactions";
+/// Where a record moves once its inputs are deleted. Readers only need the names of these,
+/// so the per-query cost stays one listing however many compactions ran.
+pub const COMPACTIONS_DONE_DIR: &str = "_gdq/compactions/done";
 
 /// The committed compactions, as readers need them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,6 +39,12 @@ impl CompactionView {
                 .insert(input.rsplit('/').next().unwrap_or(input).to_string());
         }
         Ok(())
+    }
+
+    /// Adds a finished compaction (its record moved to [`COMPACTIONS_DONE_DIR`]): its
+    /// outputs are part of the table and its inputs are gone.
+    pub fn add_finished(&mut self, batch: &str) {
+        self.committed.insert(batch.to_string());
     }
 
     /// Whether the data file named `name` is not part of the table now.
@@ -67,5 +76,7 @@ mod tests {
         assert!(!c.hides("c20240101T000000Z-aa-00000.parquet"));
         assert!(c.hides("c20240105T000000Z-ee-00000.parquet"));
         assert!(c.add_record(b"{").is_err());
+        c.add_finished("c20240105T000000Z-ee");
+        assert!(!c.hides("c20240105T000000Z-ee-00000.parquet"));
     }
 }

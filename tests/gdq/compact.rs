@@ -72,6 +72,20 @@ fn hundreds_of_small_files_become_one_with_the_same_rows() {
     );
     assert_eq!(files_of_type(wh.path()), 1);
     assert_eq!(row_fingerprint(wh.path()), before);
+    let records = |dir: &str| {
+        std::fs::read_dir(wh.path().join(dir))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_file())
+            .count()
+    };
+    assert_eq!(
+        (
+            records("_gdq/compactions"),
+            records("_gdq/compactions/done")
+        ),
+        (0, 1),
+        "a finished compaction's record is retired: readers only list it"
+    );
     // A late redelivery of a compacted object adds nothing: the ledger still names it.
     let again = run(gdq(wh.path()).arg("ingest").arg(exports.path()));
     assert!(stdout(&again).contains("0 ingested, 240 already in the warehouse"));
