@@ -87,8 +87,9 @@ fn run_s3(warehouse: &str, sources: &[&String], args: &IngestArgs) -> Result<Exi
         ..S3IngestOptions::default()
     };
     options.batch.target_file_bytes = args.target_file_mib.max(1) << 20;
-    options.batch.worker_budget_bytes = args.buffer_mib.max(1) << 20;
-    options.batch.batch_bytes = options.batch.worker_budget_bytes / 2;
+    options.batch = options
+        .batch
+        .with_memory_budget(args.memory_mib << 20, args.concurrency.max(1));
     let warehouse = open_warehouse(warehouse)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -162,11 +163,12 @@ fn run_local(warehouse: &str, paths: &[PathBuf], args: &IngestArgs) -> Result<Ex
         ..IngestOptions::default()
     };
     options.batch.target_file_bytes = args.target_file_mib.max(1) << 20;
-    options.batch.worker_budget_bytes = args.buffer_mib.max(1) << 20;
-    options.batch.batch_bytes = options.batch.worker_budget_bytes / 2;
     if let Some(threads) = args.threads {
         options.threads = threads.max(1);
     }
+    options.batch = options
+        .batch
+        .with_memory_budget(args.memory_mib << 20, options.threads);
     let warehouse = open_warehouse(warehouse)?;
     let display = ProgressDisplay::start(&args.progress, Arc::clone(&options.progress))?;
     let summary = ingest_local(&warehouse, paths, &options);

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,27 +22,50 @@ use crate::writer::{PartitionWriter, drop_sources};
 /// Tuning of the row buffers and files of a batch. The defaults fit a 2-core machine.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
-    /// A type's buffered rows become a row group at this many rows …
+    /// A type's buffered rows go to its writer at this many rows …
     pub batch_rows: usize,
     /// … or at this many bytes of JSON, whichever comes first.
     pub batch_bytes: usize,
-    /// Bytes of buffered rows one worker may hold; beyond it the largest types are flushed.
+    /// Bytes of buffered rows one worker thread may hold; beyond it the largest types go to
+    /// their writers first.
     pub worker_budget_bytes: usize,
+    /// Bytes all open row groups of the batch may hold (encoded and compressed); beyond it
+    /// the largest are closed first. Row groups are as large as this allows, up to
+    /// [`crate::writer::ROW_GROUP_ROWS`].
+    pub writer_budget_bytes: usize,
     /// A data file is closed and a new one started past this size.
     pub target_file_bytes: u64,
     /// When set, findings of other accounts are quarantined instead of ingested.
     pub allowed_accounts: Option<Arc<HashSet<String>>>,
 }
 
+/// What [`BatchOptions::with_memory_budget`] gives when not told otherwise.
+pub const DEFAULT_MEMORY_BUDGET: usize = 192 << 20;
+
+impl BatchOptions {
+    /// Splits one memory budget: three quarters to the open row groups (their size is what
+    /// makes scans fast), a quarter to the row buffers of `threads` workers.
+    pub fn with_memory_budget(mut self, bytes: usize, threads: usize) -> Self {
+        let bytes = bytes.max(16 << 20);
+        self.writer_budget_bytes = bytes / 4 * 3;
+        self.worker_budget_bytes = bytes / 4 / threads.max(1);
+        // Small type buffers stay out of the allocator's mmap path and are reused.
+        self.batch_bytes = (self.worker_budget_bytes / 4).min(8 << 20);
+        self
+    }
+}
+
 impl Default for BatchOptions {
     fn default() -> Self {
         BatchOptions {
-            batch_rows: 65_536,
-            batch_bytes: 32 << 20,
-            worker_budget_bytes: 64 << 20,
+            batch_rows: 8192,
+            batch_bytes: 0,
+            worker_budget_bytes: 0,
+            writer_budget_bytes: 0,
             target_file_bytes: 512 << 20,
             allowed_accounts: None,
         }
+        .with_memory_budget(DEFAULT_MEMORY_BUDGET, 2)
     }
 }
 
@@ -69,50 +93,101 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The per-type writers of one batch, shared by its worker threads.
+/// One type's writer and the memory its open row group held when last looked at.
+struct WriterSlot {
+    writer: Mutex<PartitionWriter>,
+    memory: AtomicUsize,
+}
+
+/// The per-type writers of one batch, shared by its worker threads, within one memory
+/// budget for their open row groups.
 struct BatchWriters {
     staging_root: PathBuf,
     batch: String,
     target_file_bytes: u64,
-    writers: Mutex<HashMap<String, Arc<Mutex<PartitionWriter>>>>,
+    budget_bytes: usize,
+    /// Sum of the slots' `memory`.
+    memory: AtomicUsize,
+    /// Held by the thread that is closing row groups, so the others go on writing.
+    shrinking: Mutex<()>,
+    writers: Mutex<HashMap<String, Arc<WriterSlot>>>,
 }
 
 impl BatchWriters {
     fn write(&self, finding_type: &str, rows: &mut FindingRows) -> Result<(), IngestError> {
         let batch = rows.finish()?;
-        let writer = {
+        let slot = {
             let mut map = lock(&self.writers);
             Arc::clone(map.entry(finding_type.to_string()).or_insert_with(|| {
-                Arc::new(Mutex::new(PartitionWriter::new(
-                    finding_type,
-                    &self.staging_root,
-                    &self.batch,
-                    self.target_file_bytes,
-                )))
+                Arc::new(WriterSlot {
+                    writer: Mutex::new(PartitionWriter::new(
+                        finding_type,
+                        &self.staging_root,
+                        &self.batch,
+                        self.target_file_bytes,
+                    )),
+                    memory: AtomicUsize::new(0),
+                })
             }))
         };
-        let mut writer = lock(&writer);
-        writer.write(&batch)
+        {
+            let mut writer = lock(&slot.writer);
+            writer.write(&batch)?;
+            self.account(&slot, writer.memory_size());
+        }
+        if self.memory.load(Ordering::Relaxed) > self.budget_bytes {
+            self.shrink()?;
+        }
+        Ok(())
+    }
+
+    /// Records a slot's new size; called with the slot's writer locked, so updates of one
+    /// slot never interleave.
+    fn account(&self, slot: &WriterSlot, now: usize) {
+        let before = slot.memory.swap(now, Ordering::Relaxed);
+        if now >= before {
+            self.memory.fetch_add(now - before, Ordering::Relaxed);
+        } else {
+            self.memory.fetch_sub(before - now, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the largest open row groups until a quarter of the budget is free. Only the
+    /// largest types are closed (each open writer also holds ~0.5 MB that a close does not
+    /// free for long: its bloom filter and encoders), so they get row groups of tens of
+    /// MB and the small types stay open to the end, one row group each.
+    fn shrink(&self) -> Result<(), IngestError> {
+        let Ok(_shrinking) = self.shrinking.try_lock() else {
+            return Ok(());
+        };
+        let mut slots: Vec<Arc<WriterSlot>> = lock(&self.writers).values().cloned().collect();
+        slots.sort_by_key(|slot| std::cmp::Reverse(slot.memory.load(Ordering::Relaxed)));
+        for slot in slots {
+            if self.memory.load(Ordering::Relaxed) <= self.budget_bytes / 4 * 3 {
+                break;
+            }
+            let mut writer = lock(&slot.writer);
+            writer.flush_row_group()?;
+            self.account(&slot, writer.memory_size());
+        }
+        Ok(())
     }
 
     fn finish(&self) -> Result<Vec<FileRecord>, IngestError> {
         let map = std::mem::take(&mut *lock(&self.writers));
         let mut files = Vec::new();
-        for (finding_type, writer) in map {
-            let writer = Arc::try_unwrap(writer)
-                .map_err(|_| {
-                    IngestError::Internal(format!(
-                        "writer of {finding_type:?} still in use at commit"
-                    ))
-                })?
-                .into_inner()
-                .unwrap_or_else(|p| p.into_inner());
+        for (finding_type, slot) in map {
+            let slot = Arc::try_unwrap(slot).map_err(|_| {
+                IngestError::Internal(format!("writer of {finding_type:?} still in use at commit"))
+            })?;
+            let writer = slot.writer.into_inner().unwrap_or_else(|p| p.into_inner());
             files.extend(writer.finish()?.into_iter().map(|f| FileRecord {
                 path: f.relative_path,
                 rows: f.rows,
                 bytes: f.bytes,
             }));
         }
+        self.memory.store(0, Ordering::Relaxed);
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
     }
@@ -218,6 +293,9 @@ impl Batch {
                 staging_root: staging_root.clone(),
                 batch: id.clone(),
                 target_file_bytes: options.target_file_bytes,
+                budget_bytes: options.writer_budget_bytes,
+                memory: AtomicUsize::new(0),
+                shrinking: Mutex::new(()),
                 writers: Mutex::new(HashMap::new()),
             }),
             id,

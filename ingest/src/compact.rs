@@ -35,14 +35,12 @@ use crate::batch::{new_batch_id, now_ms};
 use crate::error::IngestError;
 use crate::ledger::FileRecord;
 use crate::warehouse::{DataFile, Recovery, Warehouse};
-use crate::writer::{PartitionWriter, sort_by_updated_at};
+use crate::writer::{PartitionWriter, ROW_GROUP_ROWS, sort_by_updated_at};
 
 /// Where compaction records go, relative to the warehouse root.
 pub const COMPACTIONS: &str = gdq_schemas::COMPACTIONS_DIR;
 /// The manifest in a compaction's staging folder.
 pub const MANIFEST: &str = "compaction.json";
-/// Rows per row group of a compacted file.
-const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Decoded bytes of rows sorted in memory at once (one sorted run on local disk).
 const RUN_BYTES: usize = 96 << 20;
 /// Rows read at a time from each run while merging, and rows merged per output slice.
@@ -414,7 +412,7 @@ fn compact_partition(
         } else {
             merged
         };
-        writer.append_sorted(&merged, ROW_GROUP_ROWS)
+        writer.write(&merged)
     })?;
     for run in &runs {
         let _ = std::fs::remove_file(run);

@@ -10,7 +10,7 @@ use aws_sdk_s3::Client;
 use futures::StreamExt;
 use tracing::debug;
 
-use crate::notification::parse_export_key;
+use crate::notification::{export_time_key, parse_export_key};
 use crate::s3::describe;
 
 /// How many list calls are in flight at once.
@@ -341,7 +341,7 @@ pub async fn list_exports(
         }
         frontier = next;
     }
-    exports.sort_by(|a, b| a.key.cmp(&b.key));
+    exports.sort_by_cached_key(|e| export_time_key(&e.key));
     let mut prefixes_listed = listed.into_inner().unwrap_or_else(|p| p.into_inner());
     prefixes_listed.sort();
     Ok(Listing {

@@ -214,9 +214,40 @@ pub fn parse_export_key(key: &str) -> Option<ExportKey> {
     })
 }
 
+/// Sort key that puts exports in time order: their day folder first (objects outside the
+/// export layout first), then the key. Ingests take objects in this order so that the rows
+/// of every account and region reach a type's row groups day by day, and `updated_at`
+/// statistics prune without a sort.
+pub fn export_time_key(key: &str) -> (String, String) {
+    let day = parse_export_key(key).map(|k| k.date).unwrap_or_default();
+    (day, key.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exports_order_by_day_across_accounts_and_regions() {
+        let mut keys = vec![
+            "AWSLogs/222/GuardDuty/us-east-1/2024/01/01/b.jsonl.gz",
+            "p/AWSLogs/111/GuardDuty/eu-west-1/2024/01/02/a.jsonl.gz",
+            "AWSLogs/111/GuardDuty/us-east-1/2024/01/01/c.jsonl.gz",
+            "elsewhere/x.jsonl.gz",
+            "AWSLogs/111/GuardDuty/us-east-1/2023/12/31/d.jsonl.gz",
+        ];
+        keys.sort_by_cached_key(|k| export_time_key(k));
+        assert_eq!(
+            keys,
+            [
+                "elsewhere/x.jsonl.gz",
+                "AWSLogs/111/GuardDuty/us-east-1/2023/12/31/d.jsonl.gz",
+                "AWSLogs/111/GuardDuty/us-east-1/2024/01/01/c.jsonl.gz",
+                "AWSLogs/222/GuardDuty/us-east-1/2024/01/01/b.jsonl.gz",
+                "p/AWSLogs/111/GuardDuty/eu-west-1/2024/01/02/a.jsonl.gz",
+            ]
+        );
+    }
 
     fn shared(name: &str) -> Option<String> {
         std::fs::read_to_string(format!(

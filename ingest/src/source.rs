@@ -8,6 +8,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::IngestError;
+use crate::notification::export_time_key;
 
 /// One export object found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,8 @@ fn is_export_name(name: &str) -> bool {
 
 /// Finds export objects: a path that is a file is taken as it is; a folder is walked
 /// recursively for `*.jsonl.gz` and `*.jsonl` (symbolic links to folders are not followed,
-/// hidden folders and gdq warehouses' `_gdq` folders are skipped). Sorted by path.
+/// hidden folders and gdq warehouses' `_gdq` folders are skipped). In time order: by export
+/// day, then path ([`export_time_key`]).
 pub fn discover(paths: &[PathBuf]) -> Result<Discovery, IngestError> {
     let mut found = Discovery::default();
     for path in paths {
@@ -50,6 +52,9 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, IngestError> {
     }
     found.exports.sort_by(|a, b| a.path.cmp(&b.path));
     found.exports.dedup_by(|a, b| a.path == b.path);
+    found
+        .exports
+        .sort_by_cached_key(|e| export_time_key(&e.uri));
     Ok(found)
 }
 
@@ -164,11 +169,12 @@ mod tests {
             .iter()
             .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["a b.jsonl.gz", "b.jsonl"]);
+        // Outside the export layout (plain `.jsonl`) first, then by export day.
+        assert_eq!(names, ["b.jsonl", "a b.jsonl.gz"]);
         assert_eq!(found.ignored_files, 1);
         assert!(
-            found.exports[0].uri.starts_with("file:///")
-                && found.exports[0].uri.ends_with("/a%20b.jsonl.gz")
+            found.exports[1].uri.starts_with("file:///")
+                && found.exports[1].uri.ends_with("/a%20b.jsonl.gz")
         );
     }
 

@@ -1,8 +1,9 @@
 //! Parquet files of one type partition, staged inside a batch until it commits.
 //!
-//! Each batch of rows handed to [`PartitionWriter::write`] is sorted by `updated_at` and
-//! becomes one row group, so row-group statistics prune time ranges while memory stays
-//! bounded; files roll over at a target size so one ingest writes few, large files.
+//! Rows accumulate, encoded and compressed, in the open row group until it holds
+//! [`ROW_GROUP_ROWS`] rows or the batch's memory budget asks for it to be flushed
+//! ([`PartitionWriter::flush_row_group`]): few, large row groups keep footers small and scans
+//! fast. Files roll over at a target size so one ingest writes few, large files.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -13,6 +14,7 @@ use std::collections::HashSet;
 
 use arrow_array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow_schema::DataType;
 use arrow_select::filter::filter_record_batch;
 use arrow_select::take::take_record_batch;
 use gdq_schemas::{SCHEMA_VERSION, findings_schema, partition_dir_name};
@@ -37,24 +39,50 @@ pub struct StagedFile {
     pub bytes: u64,
 }
 
+/// Rows of a full row group. Large enough that a million findings make a few hundred row
+/// groups (footers stay small, scans stay sequential), small enough that a lookup reads
+/// little once the bloom filter on `id` has picked its row group.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// The bloom filter on `id` is sized for this many ids at 1 % false positives: 128 KiB
+/// while its row group is open (~135 are open at once), ~2 % at a full row group, so a
+/// lookup over 300 row groups opens a handful it did not need. Each filter is folded down
+/// to the ids it got, so small partitions carry small filters.
+const ID_BLOOM_NDV: u64 = 100_000;
+const ID_BLOOM_FPP: f64 = 0.01;
+
 /// Writer properties of gdq's data files. zstd only on the raw `finding` column: zstd state
 /// for every column of ~135 open partitions costs ~360 MB (PROTOTYPE.md); snappy elsewhere.
 pub fn writer_properties() -> WriterProperties {
     let finding = ColumnPath::from("finding");
+    let id = ColumnPath::from("id");
     let zstd1 = ZstdLevel::try_new(1)
         .map(Compression::ZSTD)
         .unwrap_or(Compression::SNAPPY);
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_column_compression(finding.clone(), zstd1)
         .set_column_dictionary_enabled(finding.clone(), false)
         .set_column_statistics_enabled(finding, EnabledStatistics::None)
-        .set_max_row_group_row_count(Some(1 << 20))
+        .set_column_dictionary_enabled(id.clone(), false)
+        .set_column_bloom_filter_enabled(id.clone(), true)
+        .set_column_bloom_filter_fpp(id.clone(), ID_BLOOM_FPP)
+        .set_column_bloom_filter_max_ndv(id, ID_BLOOM_NDV)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "gdq.schema_version".to_string(),
             SCHEMA_VERSION.to_string(),
-        )]))
-        .build()
+        )]));
+    // Timestamps, counts, ports and flags gain little from a dictionary, and each dictionary
+    // encoder of a fixed-width column starts with a 4096-slot hash table: ~40 KB per column
+    // of each of ~135 open partitions.
+    for field in findings_schema().fields() {
+        if !matches!(field.data_type(), DataType::Utf8 | DataType::List(_)) {
+            builder = builder
+                .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    builder.build()
 }
 
 /// Sorts a batch by `updated_at` (nulls first), stable, so row groups are ordered. A batch
@@ -119,18 +147,11 @@ impl PartitionWriter {
         }
     }
 
-    /// Writes one batch as one row group, sorted by `updated_at`.
+    /// Appends rows to the open row group, which closes by itself at [`ROW_GROUP_ROWS`].
+    /// Rows keep the order they are given in: an ingest hands them over in export-day
+    /// order, so row groups cover narrow time ranges without a sort that would copy every
+    /// column; compaction hands them over sorted.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
-        self.append_sorted(&sort_by_updated_at(batch)?, 1)
-    }
-
-    /// Appends an already sorted batch to the open row group, which is closed once it holds
-    /// `row_group_rows` rows: for rewriting sorted data (compaction) into large row groups.
-    pub fn append_sorted(
-        &mut self,
-        batch: &RecordBatch,
-        row_group_rows: usize,
-    ) -> Result<(), IngestError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -138,20 +159,43 @@ impl PartitionWriter {
             self.open_next()?;
         }
         let finding_type = self.finding_type.clone();
-        let err = |source| IngestError::Parquet {
-            finding_type: finding_type.clone(),
-            source,
-        };
         let Some((writer, _, rows)) = self.current.as_mut() else {
             return Ok(());
         };
-        writer.write(batch).map_err(err)?;
+        writer.write(batch).map_err(|source| IngestError::Parquet {
+            finding_type,
+            source,
+        })?;
         *rows += batch.num_rows() as u64;
-        if writer.in_progress_rows() >= row_group_rows {
-            writer.flush().map_err(err)?;
-            if writer.bytes_written() as u64 >= self.target_file_bytes {
-                self.close_current()?;
-            }
+        self.roll_over_if_full()
+    }
+
+    /// Closes the open row group early: the batch's memory budget wants its memory back.
+    pub fn flush_row_group(&mut self) -> Result<(), IngestError> {
+        let finding_type = self.finding_type.clone();
+        if let Some((writer, _, _)) = self.current.as_mut() {
+            writer.flush().map_err(|source| IngestError::Parquet {
+                finding_type,
+                source,
+            })?;
+        }
+        self.roll_over_if_full()
+    }
+
+    /// Memory held by the open row group (encoded pages, encoders, bloom filter).
+    pub fn memory_size(&self) -> usize {
+        self.current
+            .as_ref()
+            .map_or(0, |(writer, _, _)| writer.memory_size())
+    }
+
+    fn roll_over_if_full(&mut self) -> Result<(), IngestError> {
+        let full = self
+            .current
+            .as_ref()
+            .is_some_and(|(writer, _, _)| writer.bytes_written() as u64 >= self.target_file_bytes);
+        if full {
+            self.close_current()?;
         }
         Ok(())
     }
@@ -165,7 +209,7 @@ impl PartitionWriter {
         let path = dir.join(&name);
         let file = File::create(&path).map_err(IngestError::warehouse(&path))?;
         let writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
+            BufWriter::with_capacity(64 << 10, file),
             findings_schema(),
             Some(writer_properties()),
         )

@@ -319,3 +319,113 @@ fn status_reports_files_rows_and_freshness_per_type_from_footers() {
     assert_eq!(doc["quarantine_records"].as_u64(), Some(bad));
     assert_eq!(doc["staged_batches"], 0);
 }
+
+/// Row groups of every data file: (rows, whether the `id` column chunk has a bloom filter).
+fn row_groups(warehouse: &Path) -> Vec<(i64, bool)> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut groups = Vec::new();
+    let mut stack = vec![warehouse.join("findings")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            let meta = reader.metadata();
+            let id = meta
+                .file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| c.name() == "id")
+                .unwrap();
+            for group in meta.row_groups() {
+                let bloom = group.column(id).bloom_filter_offset().is_some();
+                groups.push((group.num_rows(), bloom));
+            }
+        }
+    }
+    groups
+}
+
+#[test]
+fn rows_are_the_same_whatever_the_threads_and_memory_budget() {
+    let every_column = "select * exclude (ingested_at) from findings";
+    let (roomy, tight) = (tempdir(), tempdir());
+    let out = run(gdq(roomy.path())
+        .args(["ingest", "--threads", "1"])
+        .arg(testdata("exports")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(gdq(tight.path())
+        .args(["ingest", "--threads", "2", "--memory-mib", "16"])
+        .arg(testdata("exports")));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (roomy_groups, tight_groups) = (row_groups(roomy.path()), row_groups(tight.path()));
+    let files = std::fs::read_dir(roomy.path().join("findings"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        roomy_groups.len(),
+        files,
+        "with room, each type's rows are one row group"
+    );
+    assert!(
+        tight_groups.len() > roomy_groups.len(),
+        "a tight budget closes row groups early ({} vs {})",
+        tight_groups.len(),
+        roomy_groups.len()
+    );
+    assert!(
+        roomy_groups
+            .iter()
+            .chain(&tight_groups)
+            .all(|(_, bloom)| *bloom)
+    );
+
+    let mut a = sql_rows(roomy.path(), every_column);
+    let mut b = sql_rows(tight.path(), every_column);
+    a.sort();
+    b.sort();
+    assert_eq!(
+        a.len(),
+        roomy_groups.iter().map(|(n, _)| *n as usize).sum::<usize>()
+    );
+    assert!(a == b, "same rows, every column, whatever the parallelism");
+}
+
+#[test]
+fn a_lookup_by_id_skips_row_groups_by_the_bloom_filter() {
+    let wh = tempdir();
+    let out = run(gdq(wh.path())
+        .args(["ingest", "--memory-mib", "16"])
+        .arg(testdata("exports")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An id between the others (min/max statistics cannot rule it out) that is not there.
+    let id = sql_rows(
+        wh.path(),
+        "select id from findings where type = 'Recon:EC2/PortProbeUnprotectedPort' order by id limit 1 offset 3",
+    )[0][0]
+        .clone();
+    let absent = format!("{id}0");
+    let plan = sql_rows(
+        wh.path(),
+        &format!("explain analyze select * from findings where id = '{absent}'"),
+    )
+    .concat()
+    .join(" ");
+    let pruned = plan
+        .split("row_groups_pruned_bloom_filter=")
+        .nth(1)
+        .and_then(|rest| rest.split(" matched").next())
+        .unwrap_or_else(|| panic!("no bloom filter metric in {plan}"))
+        .to_string();
+    let (total, matched) = pruned.split_once(" total → ").unwrap_or(("", ""));
+    let (total, matched): (u64, u64) = (total.parse().unwrap(), matched.parse().unwrap());
+    assert!(
+        total > 0 && matched < total,
+        "bloom filter pruned nothing: {pruned}"
+    );
+}
