@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use gdq_ingest::batch::DEFAULT_MEMORY_BUDGET;
 use gdq_ingest::s3::AwsClients;
 use gdq_ingest::worker::{WorkerOptions, WorkerStats, run_worker};
 use tokio::sync::watch;
@@ -35,6 +36,9 @@ pub fn run(warehouse: &str, args: WorkerArgs) -> Result<ExitCode, Failure> {
     options.kms_key = args.kms_key_arn;
     options.accounts = args.accounts;
     options.concurrency = args.concurrency.max(1);
+    options.batch = options
+        .batch
+        .with_memory_budget(DEFAULT_MEMORY_BUDGET, options.concurrency);
     options.flush_rows = args.flush_rows.max(1);
     options.flush_interval = args.flush_interval;
     options.wait = args.wait.unwrap_or(if args.once {

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::info;
 
-use crate::batch::BatchOptions;
+use crate::batch::{BatchOptions, DEFAULT_MEMORY_BUDGET};
 use crate::error::IngestError;
 use crate::ledger::Ledger;
 use crate::listing::{ExportFilter, ListError, ListedExport, list_exports};
@@ -43,13 +43,15 @@ pub struct S3IngestOptions {
 
 impl Default for S3IngestOptions {
     fn default() -> Self {
+        let concurrency = 16;
         S3IngestOptions {
             filter: ExportFilter::default(),
             kms_key: None,
-            concurrency: 16,
+            concurrency,
             commit_input_bytes: 1 << 30,
             dry_run: false,
-            batch: BatchOptions::default(),
+            // Up to `concurrency` objects are decoded at once, each into its own row buffers.
+            batch: BatchOptions::default().with_memory_budget(DEFAULT_MEMORY_BUDGET, concurrency),
             progress: Arc::default(),
         }
     }

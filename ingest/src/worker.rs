@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::batch::{Batch, BatchOptions, TypeBuffers};
+use crate::batch::{Batch, BatchOptions, DEFAULT_MEMORY_BUDGET, TypeBuffers};
 use crate::error::IngestError;
 use crate::ledger::{CommitRecord, Ledger};
 use crate::notification::{Notice, ObjectEvent, parse_export_key, parse_notification};
@@ -53,17 +53,19 @@ pub struct WorkerOptions {
 
 impl WorkerOptions {
     pub fn new(queue_url: impl Into<String>) -> Self {
+        let concurrency = 16;
         WorkerOptions {
             queue_url: queue_url.into(),
             once: false,
             kms_key: None,
             accounts: Vec::new(),
-            concurrency: 16,
+            concurrency,
             flush_rows: 250_000,
             flush_interval: Duration::from_secs(30),
             wait: Duration::from_secs(20),
             progress_interval: Duration::from_secs(30),
-            batch: BatchOptions::default(),
+            // Up to `concurrency` objects are decoded at once, each into its own row buffers.
+            batch: BatchOptions::default().with_memory_budget(DEFAULT_MEMORY_BUDGET, concurrency),
         }
     }
 }
