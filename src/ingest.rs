@@ -87,9 +87,10 @@ fn run_s3(warehouse: &str, sources: &[&String], args: &IngestArgs) -> Result<Exi
         ..S3IngestOptions::default()
     };
     options.batch.target_file_bytes = args.target_file_mib.max(1) << 20;
-    options.batch = options
-        .batch
-        .with_memory_budget(args.memory_mib << 20, args.concurrency.max(1));
+    options.batch = options.batch.with_memory_budget(
+        args.memory_mib.saturating_mul(1 << 20),
+        args.concurrency.max(1),
+    );
     let warehouse = open_warehouse(warehouse)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -168,7 +169,7 @@ fn run_local(warehouse: &str, paths: &[PathBuf], args: &IngestArgs) -> Result<Ex
     }
     options.batch = options
         .batch
-        .with_memory_budget(args.memory_mib << 20, options.threads);
+        .with_memory_budget(args.memory_mib.saturating_mul(1 << 20), options.threads);
     let warehouse = open_warehouse(warehouse)?;
     let display = ProgressDisplay::start(&args.progress, Arc::clone(&options.progress))?;
     let summary = ingest_local(&warehouse, paths, &options);

@@ -50,11 +50,11 @@ pub fn discover(paths: &[PathBuf]) -> Result<Discovery, IngestError> {
             found.exports.push(export(path, meta.len())?);
         }
     }
-    found.exports.sort_by(|a, b| a.path.cmp(&b.path));
-    found.exports.dedup_by(|a, b| a.path == b.path);
+    // The key ends with the URI, which one path alone gives: duplicates end up adjacent.
     found
         .exports
         .sort_by_cached_key(|e| export_time_key(&e.uri));
+    found.exports.dedup_by(|a, b| a.path == b.path);
     Ok(found)
 }
 

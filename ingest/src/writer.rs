@@ -110,6 +110,15 @@ pub fn sort_by_updated_at(batch: &RecordBatch) -> Result<RecordBatch, arrow_sche
     take_record_batch(batch, &indices)
 }
 
+/// The error of a Parquet call on `finding_type`'s files.
+fn parquet_err(finding_type: &str) -> impl FnOnce(parquet::errors::ParquetError) -> IngestError {
+    let finding_type = finding_type.to_string();
+    move |source| IngestError::Parquet {
+        finding_type,
+        source,
+    }
+}
+
 /// The open and finished files of one type within one batch.
 pub struct PartitionWriter {
     finding_type: String,
@@ -140,13 +149,6 @@ impl PartitionWriter {
         }
     }
 
-    fn parquet_err(&self) -> impl FnOnce(parquet::errors::ParquetError) -> IngestError + '_ {
-        |source| IngestError::Parquet {
-            finding_type: self.finding_type.clone(),
-            source,
-        }
-    }
-
     /// Appends rows to the open row group, which closes by itself at [`ROW_GROUP_ROWS`].
     /// Rows keep the order they are given in: an ingest hands them over in export-day
     /// order, so row groups cover narrow time ranges without a sort that would copy every
@@ -158,26 +160,20 @@ impl PartitionWriter {
         if self.current.is_none() {
             self.open_next()?;
         }
-        let finding_type = self.finding_type.clone();
         let Some((writer, _, rows)) = self.current.as_mut() else {
             return Ok(());
         };
-        writer.write(batch).map_err(|source| IngestError::Parquet {
-            finding_type,
-            source,
-        })?;
+        writer
+            .write(batch)
+            .map_err(parquet_err(&self.finding_type))?;
         *rows += batch.num_rows() as u64;
         self.roll_over_if_full()
     }
 
     /// Closes the open row group early: the batch's memory budget wants its memory back.
     pub fn flush_row_group(&mut self) -> Result<(), IngestError> {
-        let finding_type = self.finding_type.clone();
         if let Some((writer, _, _)) = self.current.as_mut() {
-            writer.flush().map_err(|source| IngestError::Parquet {
-                finding_type,
-                source,
-            })?;
+            writer.flush().map_err(parquet_err(&self.finding_type))?;
         }
         self.roll_over_if_full()
     }
@@ -213,7 +209,7 @@ impl PartitionWriter {
             findings_schema(),
             Some(writer_properties()),
         )
-        .map_err(self.parquet_err())?;
+        .map_err(parquet_err(&self.finding_type))?;
         self.current = Some((writer, format!("{relative_dir}/{name}"), 0));
         Ok(())
     }
@@ -222,11 +218,9 @@ impl PartitionWriter {
         let Some((writer, relative_path, rows)) = self.current.take() else {
             return Ok(());
         };
-        let finding_type = self.finding_type.clone();
-        let buffered = writer.into_inner().map_err(|source| IngestError::Parquet {
-            finding_type,
-            source,
-        })?;
+        let buffered = writer
+            .into_inner()
+            .map_err(parquet_err(&self.finding_type))?;
         let path = self.staging_root.join(&relative_path);
         let file = buffered.into_inner().map_err(|e| IngestError::Warehouse {
             path: path.clone(),
