@@ -424,15 +424,7 @@ fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
 
 fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
     let sql = read_sql(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::new(
-                Status::Failed,
-                format!("cannot start the query runtime: {e}"),
-            )
-        })?;
+    let runtime = query_runtime()?;
     runtime.block_on(async {
         let location = query_location(warehouse).await?;
         let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;

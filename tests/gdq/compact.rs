@@ -46,6 +46,13 @@ fn files_of_type(wh: &Path) -> u64 {
     type_status(wh).0
 }
 
+/// Ingests `exports` with one commit per object (a file per object and type, as a worker
+/// leaves them) and checks it succeeded.
+fn ingest_one_commit_per_object(wh: &Path, exports: &Path) {
+    let out = run(gdq(wh).args(["ingest", "--commit-mib", "0"]).arg(exports));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn compact(wh: &Path, args: &[&str]) -> std::process::Output {
     let out = run(gdq(wh).arg("compact").args(args));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -57,10 +64,7 @@ fn hundreds_of_small_files_become_one_with_the_same_rows() {
     let exports = tempdir();
     many_small_exports(exports.path(), 240);
     let wh = tempdir();
-    let ingest = run(gdq(wh.path())
-        .args(["ingest", "--commit-mib", "0"])
-        .arg(exports.path()));
-    assert!(ingest.status.success(), "{}", stderr(&ingest));
+    ingest_one_commit_per_object(wh.path(), exports.path());
     assert_eq!(files_of_type(wh.path()), 240);
     let before = row_fingerprint(wh.path());
 
@@ -111,13 +115,7 @@ fn dedupe_keeps_one_row_per_id_and_updated_at() {
         (line("a", "2024-03-01T00:00:00Z") + &line("a", "2024-03-02T00:00:00Z")).as_bytes(),
     );
     let wh = tempdir();
-    assert!(
-        run(gdq(wh.path())
-            .args(["ingest", "--commit-mib", "0"])
-            .arg(exports.path()))
-        .status
-        .success()
-    );
+    ingest_one_commit_per_object(wh.path(), exports.path());
     assert_eq!(sql_count(wh.path(), "select count(*) from findings"), 4);
     let out = compact(wh.path(), &["--dedupe", "--type", TYPE]);
     assert!(stdout(&out).contains("4 rows -> 3"), "{}", stdout(&out));
@@ -144,13 +142,7 @@ fn a_crash_at_each_compaction_step_never_shows_a_row_twice_and_a_rerun_finishes(
         "compact-after-record",
     ] {
         let wh = tempdir();
-        assert!(
-            run(gdq(wh.path())
-                .args(["ingest", "--commit-mib", "0"])
-                .arg(exports.path()))
-            .status
-            .success()
-        );
+        ingest_one_commit_per_object(wh.path(), exports.path());
         let before = row_fingerprint(wh.path());
         let crashed = run(gdq(wh.path()).arg("compact").env("GDQ_CRASH_AT", point));
         assert!(
@@ -202,13 +194,7 @@ fn an_s3_warehouse_compacts_the_same_way() {
     let wh = Path::new(&url);
     let exports = tempdir();
     many_small_exports(exports.path(), 20);
-    assert!(
-        run(gdq(wh)
-            .args(["ingest", "--commit-mib", "0"])
-            .arg(exports.path()))
-        .status
-        .success()
-    );
+    ingest_one_commit_per_object(wh, exports.path());
     assert_eq!(files_of_type(wh), 20);
     let before = row_fingerprint(wh);
     let out = compact(wh, &[]);

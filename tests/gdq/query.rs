@@ -1,8 +1,6 @@
 //! `gdq "SQL"`: tables, views, JSON functions, formats and errors.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::process::Stdio;
 
 use gdq_schemas::parse_timestamp_ms;
 use serde_json::Value;
@@ -102,19 +100,10 @@ fn sql_comes_from_an_argument_a_file_or_standard_input() {
         .args(["--format", "csv", "-f"])
         .arg(&file)));
     assert_eq!(from_file.lines().nth(1).unwrap(), expected[0][0]);
-    let mut child = gdq(wh.path())
-        .args(["--format", "csv", "query"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"select count(*) from findings")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        gdq(wh.path()).args(["--format", "csv", "query"]),
+        b"select count(*) from findings",
+    );
     assert_eq!(stdout(&out).lines().nth(1).unwrap(), expected[0][0]);
 }
 
@@ -192,23 +181,12 @@ fn schema_drift_names_fields_no_column_covers() {
 fn the_shell_describes_tables_and_runs_multi_line_statements() {
     let wh = bundled_warehouse();
     let history = tempdir();
-    let mut child = gdq(wh.path())
-        .arg("shell")
-        .env("GDQ_HISTORY", history.path().join("h"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"\\d\n\\d findings\nselect count(*) as n\n  from findings;\n\\format csv\nselect count(distinct id) as ids from findings_latest;\nselect sevrity from findings;\nselect * from finding;\n\\q\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        gdq(wh.path())
+            .arg("shell")
+            .env("GDQ_HISTORY", history.path().join("h")),
+        b"\\d\n\\d findings\nselect count(*) as n\n  from findings;\n\\format csv\nselect count(distinct id) as ids from findings_latest;\nselect sevrity from findings;\nselect * from finding;\n\\q\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let (text, errors) = (stdout(&out), stderr(&out));
     assert!(text.contains("| findings_latest | VIEW"), "{text}");
