@@ -33,6 +33,8 @@ pub struct Cli {
     output: OutputArgs,
     #[command(flatten)]
     query: QueryArgs,
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -48,6 +50,14 @@ struct WarehouseArg {
         value_name = "DIR|s3://BUCKET/PREFIX"
     )]
     warehouse: String,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArg {
+    /// Setup record: written by `gdq setup`; the queue, key and export bucket `gdq worker`
+    /// and `gdq ingest` use when not given. Default ~/.config/gdq/setup.json.
+    #[arg(long, global = true, env = "GDQ_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -106,12 +116,18 @@ enum Command {
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
+    /// Enable GuardDuty and build its encrypted export path (idempotent); `setup verify`
+    /// checks it end to end.
+    Setup(crate::setup::SetupCommand),
+    /// Remove what `gdq setup` created (the detector, key and findings stay unless asked).
+    Teardown(crate::setup::TeardownArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
-    /// Export files or folders, or s3://bucket[/prefix] of an export bucket.
-    #[arg(required = true, value_name = "PATH|s3://BUCKET/PREFIX")]
+    /// Export files or folders, or s3://bucket[/prefix] of an export bucket (default: the
+    /// export bucket and key of the setup record).
+    #[arg(value_name = "PATH|s3://BUCKET/PREFIX")]
     pub paths: Vec<String>,
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
@@ -254,9 +270,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
-    /// URL of the SQS queue that receives the export bucket's notifications.
+    /// URL of the SQS queue that receives the export bucket's notifications (default: the
+    /// setup record's queue, with its key and region).
     #[arg(long, value_name = "URL")]
-    pub queue_url: String,
+    pub queue_url: Option<String>,
     /// Drain the queue (until a receive returns nothing), commit, print a summary and exit.
     #[arg(long)]
     pub once: bool,
@@ -307,8 +324,11 @@ enum SchemaAction {
 
 pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let warehouse = cli.warehouse.warehouse;
+    let config = cli.config.config;
     match cli.command {
-        Some(Command::Ingest(args)) => crate::ingest::run(&warehouse, args),
+        Some(Command::Ingest(args)) => crate::ingest::run(&warehouse, config, args),
+        Some(Command::Setup(command)) => crate::setup::run(&warehouse, config, command),
+        Some(Command::Teardown(args)) => crate::setup::teardown(config, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
         Some(Command::Schema(SchemaArgs {
             action: Some(SchemaAction::Drift),
@@ -325,7 +345,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         {
             crate::shell::run(&warehouse, cli.output.format)
         }
-        Some(Command::Worker(args)) => crate::worker::run(&warehouse, args),
+        Some(Command::Worker(args)) => crate::worker::run(&warehouse, config, args),
         None => query(&warehouse, cli.query, cli.output.format),
     }
 }

@@ -15,7 +15,29 @@ use crate::cli::{IngestArgs, ingest_failure, open_warehouse};
 use crate::exit::{Failure, Status};
 use crate::progress::ProgressDisplay;
 
-pub fn run(warehouse: &str, args: IngestArgs) -> Result<ExitCode, Failure> {
+pub fn run(
+    warehouse: &str,
+    config: Option<PathBuf>,
+    mut args: IngestArgs,
+) -> Result<ExitCode, Failure> {
+    let mut region = None;
+    if args.paths.is_empty() {
+        // No source given: the export bucket `gdq setup` built, read with its key.
+        let Some((path, record)) = crate::setup::load_record(config)? else {
+            return Err(Failure::new(
+                Status::Usage,
+                "no paths given and no setup record: name export files, folders or s3:// sources (or run gdq setup)",
+            ));
+        };
+        eprintln!(
+            "gdq: ingesting {} (from {})",
+            record.source(),
+            path.display()
+        );
+        args.paths.push(record.source());
+        args.kms_key_arn.get_or_insert(record.key_arn);
+        region = Some(record.region);
+    }
     let (remote, local): (Vec<&String>, Vec<&String>) =
         args.paths.iter().partition(|p| p.starts_with("s3://"));
     let s3_only = !args.accounts.is_empty()
@@ -37,7 +59,7 @@ pub fn run(warehouse: &str, args: IngestArgs) -> Result<ExitCode, Failure> {
             let paths: Vec<PathBuf> = local.iter().map(PathBuf::from).collect();
             run_local(warehouse, &paths, &args)
         }
-        (false, true) => run_s3(warehouse, &remote, &args),
+        (false, true) => run_s3(warehouse, &remote, &args, region),
     }
 }
 
@@ -58,7 +80,12 @@ fn day_arg(
         .transpose()
 }
 
-fn run_s3(warehouse: &str, sources: &[&String], args: &IngestArgs) -> Result<ExitCode, Failure> {
+fn run_s3(
+    warehouse: &str,
+    sources: &[&String],
+    args: &IngestArgs,
+    region: Option<String>,
+) -> Result<ExitCode, Failure> {
     let filter = ExportFilter {
         accounts: args.accounts.clone(),
         regions: args.regions.clone(),
@@ -105,7 +132,7 @@ fn run_s3(warehouse: &str, sources: &[&String], args: &IngestArgs) -> Result<Exi
         )?)
     };
     let reports = runtime.block_on(async {
-        let clients = AwsClients::from_env().await;
+        let clients = AwsClients::in_region(region).await;
         let mut reports = Vec::new();
         for source in &sources {
             reports.push(ingest_s3(&clients, &warehouse, source, &options).await?);

@@ -1,12 +1,13 @@
 //! `gdq`: GuardDuty findings exports → a queryable Parquet history.
 //!
-//! Argument parsing and wiring only: the work lives in the `gdq-ingest` and `gdq-query`
-//! crates, the table contract in `gdq-schemas`.
+//! Argument parsing and wiring only: the work lives in the `gdq-ingest`, `gdq-query` and
+//! `gdq-setup` crates, the table contract in `gdq-schemas`.
 
 mod cli;
 mod exit;
 mod ingest;
 mod progress;
+mod setup;
 mod shell;
 mod worker;
 

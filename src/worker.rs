@@ -1,5 +1,6 @@
 //! `gdq worker`: logging, signals and the summary around the ingest crate's SQS loop.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use gdq_ingest::batch::DEFAULT_MEMORY_BUDGET;
@@ -29,11 +30,33 @@ fn init_logging(format: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn run(warehouse: &str, args: WorkerArgs) -> Result<ExitCode, Failure> {
+pub fn run(
+    warehouse: &str,
+    config: Option<PathBuf>,
+    args: WorkerArgs,
+) -> Result<ExitCode, Failure> {
     init_logging(&args.log_format)?;
-    let mut options = WorkerOptions::new(&args.queue_url);
+    let (queue_url, kms_key, region) = match args.queue_url {
+        Some(url) => (url, args.kms_key_arn, None),
+        None => {
+            // The queue `gdq setup` built, with the key its exports must carry.
+            let Some((path, record)) = crate::setup::load_record(config)? else {
+                return Err(Failure::new(
+                    Status::Usage,
+                    "no --queue-url and no setup record: pass --queue-url (or run gdq setup)",
+                ));
+            };
+            tracing::info!(record = %path.display(), queue = %record.queue_url, "queue from the setup record");
+            (
+                record.queue_url,
+                args.kms_key_arn.or(Some(record.key_arn)),
+                Some(record.region),
+            )
+        }
+    };
+    let mut options = WorkerOptions::new(&queue_url);
     options.once = args.once;
-    options.kms_key = args.kms_key_arn;
+    options.kms_key = kms_key;
     options.accounts = args.accounts;
     options.concurrency = args.concurrency.max(1);
     options.batch = options
@@ -59,7 +82,7 @@ pub fn run(warehouse: &str, args: WorkerArgs) -> Result<ExitCode, Failure> {
             wait_for_signal().await;
             let _ = stop.send(true);
         });
-        let clients = AwsClients::from_env().await;
+        let clients = AwsClients::in_region(region).await;
         run_worker(clients, warehouse, options, shutdown).await
     });
     let stats = stats.map_err(|e| Failure::new(Status::Failed, e))?;

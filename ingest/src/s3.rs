@@ -17,7 +17,17 @@ pub struct AwsClients {
 
 impl AwsClients {
     pub async fn from_env() -> AwsClients {
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        AwsClients::in_region(None).await
+    }
+
+    /// As [`AwsClients::from_env`], in `region` when given (the region `gdq setup` recorded
+    /// for its queue) instead of the chain's.
+    pub async fn in_region(region: Option<String>) -> AwsClients {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region));
+        }
+        let config = loader.load().await;
         let s3 = aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(config.endpoint_url().is_some())
             .build();

@@ -14,4 +14,6 @@ mod snapshot;
 pub use datafusion::execution::context::SessionContext;
 pub use error::QueryError;
 pub use format::OutputFormat;
-pub use session::{LATEST_VIEW, QueryResult, TABLE, WarehouseLocation, open_session, run_sql};
+pub use session::{
+    LATEST_VIEW, QueryResult, TABLE, WarehouseLocation, open_session, query_count, run_sql,
+};

@@ -235,3 +235,25 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<QueryResult>
     }
     Ok(results)
 }
+
+/// The first column of the first row of `sql`'s result as an integer (a `count(*)`);
+/// `None` for no row or a null.
+pub async fn query_count(ctx: &SessionContext, sql: &str) -> Result<Option<i64>, QueryError> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(QueryError::Plan)?
+        .collect()
+        .await
+        .map_err(QueryError::Execution)?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(None);
+    };
+    Ok(batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .filter(|a| !a.is_null(0))
+        .map(|a| a.value(0)))
+}

@@ -1,7 +1,30 @@
-//! `gdq setup`: GuardDuty's encrypted export path, built idempotently.
+//! `gdq setup`: GuardDuty's encrypted export path, built idempotently, verified, torn down.
 //!
-//! So far only [`policy`]: the documents setup will apply (key, bucket, queue and topic
-//! policies, the alert rule's pattern and message), as pure functions with their merge
-//! rule. The AWS calls, `verify` and `teardown` are not written yet.
+//! One module per link of the path, in the order setup builds them (the detector first: the
+//! key and bucket policies name its ARN): [`detector`], [`key`], [`bucket`],
+//! [`destination`], [`queue`], [`notification`], [`alerts`]. Each finds what exists,
+//! compares it with what gdq wants, and changes only the difference, so a second run changes
+//! nothing. [`policy`] holds the documents as pure functions; [`apply`], [`verify`] and
+//! [`teardown`] run the steps; [`record`] is what setup leaves for the worker and ingest.
 
+pub mod alerts;
+pub mod apply;
+pub mod bucket;
+pub mod clients;
+pub mod destination;
+pub mod detector;
+pub mod error;
+pub mod key;
+pub mod notification;
 pub mod policy;
+pub mod queue;
+pub mod record;
+pub mod report;
+pub mod teardown;
+pub mod verify;
+
+pub use apply::{SetupOptions, setup};
+pub use clients::Clients;
+pub use error::SetupError;
+pub use record::SetupRecord;
+pub use report::Report;

@@ -1,5 +1,6 @@
 //! A real AWS emulator for the tests: moto's HTTP server from the test venv, one per test
-//! binary, on a free loopback port. The real aws-sdk-rust clients talk to it.
+//! binary, on a free loopback port. The real aws-sdk-rust clients talk to it; the few
+//! GuardDuty calls moto lacks come from `tests/moto_server.py` (DESIGN §6).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +28,9 @@ impl Drop for Moto {
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
 
+/// moto's server plus the GuardDuty export calls moto lacks (see the file's docstring).
+const MOTO_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto_server.py");
+
 /// The shared emulator, started on first use. Fails loudly when it cannot start.
 pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
@@ -35,14 +39,7 @@ pub fn moto() -> &'static Moto {
             .expect("a free port")
             .port();
         let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .args([MOTO_SERVER, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

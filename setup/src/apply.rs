@@ -1,0 +1,170 @@
+//! `gdq setup`: every step in order, each saying what it found and what it changed.
+
+use crate::alerts::{self, AlertsWanted};
+use crate::clients::Clients;
+use crate::detector::{self, DetectorWanted};
+use crate::error::{SetupError, aws};
+use crate::policy::Names;
+use crate::record::SetupRecord;
+use crate::report::Report;
+use crate::{bucket, destination, key, notification, queue};
+
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    pub bucket: String,
+    /// Without leading or trailing `/`.
+    pub prefix: String,
+    pub detector: DetectorWanted,
+    pub key_alias: String,
+    pub queue_name: String,
+    pub alerts: Option<AlertsWanted>,
+}
+
+impl SetupOptions {
+    /// Checks what AWS would refuse later, so that a typo fails before anything changes.
+    pub fn validate(&self) -> Result<(), SetupError> {
+        let b = &self.bucket;
+        let bucket_ok = (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+            && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(SetupError::Usage(format!(
+                "--bucket {b:?} is not a valid S3 bucket name (3–63 lowercase letters, digits, \
+                 dots and hyphens)"
+            )));
+        }
+        if !self.key_alias.starts_with("alias/") || self.key_alias.starts_with("alias/aws/") {
+            return Err(SetupError::Usage(format!(
+                "--key-alias {:?} must start with alias/ (and not alias/aws/)",
+                self.key_alias
+            )));
+        }
+        let queue_ok = !self.queue_name.is_empty()
+            && self.queue_name.len() <= 76
+            && self
+                .queue_name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if !queue_ok {
+            return Err(SetupError::Usage(format!(
+                "--queue-name {:?}: up to 76 letters, digits, - and _ (the dead-letter queue \
+                 adds -dlq)",
+                self.queue_name
+            )));
+        }
+        if let Some(a) = &self.alerts {
+            if let Some(bad) = a.emails.iter().find(|e| !e.contains('@')) {
+                return Err(SetupError::Usage(format!(
+                    "--notify-email {bad:?} is not an e-mail address"
+                )));
+            }
+            if !(1.0..=10.0).contains(&a.min_severity) {
+                return Err(SetupError::Usage(format!(
+                    "--min-severity {}: GuardDuty severities run from 1.0 to 10.0",
+                    a.min_severity
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Who and where: the account and partition of the caller, the clients' region.
+pub async fn identity(c: &Clients) -> Result<(String, String), SetupError> {
+    let me = c
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(aws("sts:GetCallerIdentity"))?;
+    let account = me.account().unwrap_or_default().to_string();
+    let partition = me
+        .arn()
+        .and_then(|arn| arn.split(':').nth(1))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("aws")
+        .to_string();
+    Ok((account, partition))
+}
+
+/// Builds (or, in a dry run, plans) the export path; returns what it built.
+pub async fn setup(
+    c: &Clients,
+    o: &SetupOptions,
+    r: &mut Report<'_>,
+) -> Result<SetupRecord, SetupError> {
+    o.validate()?;
+    if c.region.is_empty() {
+        return Err(SetupError::Usage(
+            "no region: pass --region or set AWS_REGION".into(),
+        ));
+    }
+    let (account, partition) = identity(c).await?;
+    r.line(format!(
+        "gdq setup{} in account {account}, region {}",
+        if r.dry_run {
+            " --dry-run (nothing is changed)"
+        } else {
+            ""
+        },
+        c.region
+    ));
+    r.line(
+        "VPC Flow Logs and CloudTrail trails are not prerequisites: GuardDuty reads its own \
+         independent streams of them.",
+    );
+    let mut names = Names {
+        partition,
+        account,
+        region: c.region.clone(),
+        detector_id: String::new(),
+        bucket: o.bucket.clone(),
+        prefix: o.prefix.clone(),
+        key_arn: String::new(),
+        queue_arn: String::new(),
+        topic_arn: String::new(),
+        rule_arn: String::new(),
+    };
+
+    names.detector_id = detector::ensure(&c.guardduty, r, &o.detector).await?;
+    let detector_exists = names.detector_id != detector::PLANNED;
+
+    names.key_arn = key::ensure(&c.kms, r, &o.key_alias, &names).await?;
+    let key_exists = names.key_arn != key::planned_arn(&names);
+    key::ensure_policy(&c.kms, r, &names, key_exists).await?;
+
+    let bucket_existed = bucket::ensure(&c.s3, r, &names).await?;
+
+    let destination_id = destination::ensure(&c.guardduty, r, &names, detector_exists).await?;
+
+    names.queue_arn = queue::queue_arn(&names, &o.queue_name);
+    let (queue, dead_letter) = queue::ensure(&c.sqs, r, &names, &o.queue_name).await?;
+    notification::ensure(&c.s3, r, &names, bucket_existed || !r.dry_run).await?;
+
+    let alerts = match &o.alerts {
+        Some(want) => Some(alerts::ensure(&c.sns, &c.events, r, &names, want).await?),
+        None => {
+            r.note("alerts", "none (--notify-email ADDR wires e-mail alerts)");
+            None
+        }
+    };
+
+    Ok(SetupRecord {
+        partition: names.partition,
+        account: names.account,
+        region: names.region,
+        detector_id: names.detector_id,
+        destination_id,
+        bucket: o.bucket.clone(),
+        prefix: o.prefix.clone(),
+        key_arn: names.key_arn,
+        key_alias: o.key_alias.clone(),
+        queue_url: queue.url,
+        queue_arn: queue.arn,
+        dead_letter_queue_url: dead_letter.url,
+        dead_letter_queue_arn: dead_letter.arn,
+        alerts,
+    })
+}

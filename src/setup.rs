@@ -1,0 +1,411 @@
+//! `gdq setup`, `gdq setup verify`, `gdq teardown`: arguments, output and exit status
+//! around the `gdq-setup` crate, and the setup record the worker and ingest read.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use gdq_ingest::listing::ExportFilter;
+use gdq_ingest::remote::S3Location;
+use gdq_ingest::s3::AwsClients;
+use gdq_ingest::s3_ingest::{S3IngestOptions, ingest_s3, parse_day};
+use gdq_setup::alerts::AlertsWanted;
+use gdq_setup::detector::{self, DetectorWanted};
+use gdq_setup::record::{self, SetupRecord};
+use gdq_setup::teardown::TeardownOptions;
+use gdq_setup::{Clients, Report, SetupError, SetupOptions};
+
+use crate::exit::{Failure, Status};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, after_help = SETUP_HELP)]
+pub struct SetupCommand {
+    #[command(subcommand)]
+    pub action: Option<SetupAction>,
+    #[command(flatten)]
+    pub args: SetupArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SetupAction {
+    /// Check every link of the export path and name the broken one.
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SetupArgs {
+    /// Export bucket (created if missing).
+    #[arg(long, value_name = "NAME")]
+    pub bucket: Option<String>,
+    /// Key prefix GuardDuty writes under (default: the bucket root).
+    #[arg(long, default_value = "", value_name = "P")]
+    pub prefix: String,
+    /// Region of the detector and everything else (default: AWS_REGION or the profile's).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
+    /// How often GuardDuty exports updates of existing findings (new ones: within 5 minutes).
+    #[arg(long, default_value = "FIFTEEN_MINUTES", value_name = "FREQUENCY")]
+    pub frequency: String,
+    /// Detector features to turn on, e.g. S3_DATA_EVENTS,RUNTIME_MONITORING (others untouched).
+    #[arg(long, value_delimiter = ',', value_name = "FEATURE,...")]
+    pub features: Vec<String>,
+    /// KMS key alias: found, or created with a new key.
+    #[arg(long, default_value = "alias/gdq-findings", value_name = "ALIAS")]
+    pub key_alias: String,
+    /// SQS queue the worker reads; the dead-letter queue is NAME-dlq.
+    #[arg(long, default_value = "gdq-findings", value_name = "NAME")]
+    pub queue_name: String,
+    /// Wire e-mail alerts to this address (repeatable).
+    #[arg(long = "notify-email", value_name = "ADDR")]
+    pub notify_emails: Vec<String>,
+    /// Alert on findings of at least this severity (GuardDuty: 7 and up is High).
+    #[arg(long, default_value_t = 7.0, value_name = "N")]
+    pub min_severity: f64,
+    /// Name of the alert topic and rule.
+    #[arg(long, default_value = "gdq-alerts", value_name = "NAME")]
+    pub alerts_name: String,
+    /// Print the full plan with every policy document; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Also ask GuardDuty for sample findings, wait for their export, ingest it into the
+    /// warehouse and report how long the sample took to become a queryable row.
+    #[arg(long)]
+    pub sample_findings: bool,
+    /// How long to wait for the sample findings.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = TEARDOWN_HELP)]
+pub struct TeardownArgs {
+    /// Also disable the detector (its findings are kept by GuardDuty).
+    #[arg(long)]
+    pub disable_detector: bool,
+    /// Also schedule the KMS key's deletion (30 days; exports it encrypts become unreadable).
+    #[arg(long)]
+    pub delete_key: bool,
+    /// Also delete the export bucket and every finding in it.
+    #[arg(long)]
+    pub delete_bucket: bool,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+const SETUP_HELP: &str = "\
+Examples:
+  gdq setup --bucket acme-guardduty-exports --region eu-west-1 --dry-run
+  gdq setup --bucket acme-guardduty-exports --region eu-west-1 --notify-email sec@acme.example
+  gdq setup verify --sample-findings
+
+In order: detector, KMS key (+ policy, rotation), bucket (+ public access block, default
+SSE-KMS, policy), publishing destination, dead-letter queue + queue (+ policy), bucket
+notification, and with --notify-email the SNS topic + EventBridge rule. Each step prints
+what it found and what it changed; a second run changes nothing. Policy statements and
+notification configurations that are not gdq's are kept. The result is saved to the setup
+record (--config), which gdq worker and gdq ingest read by default.";
+
+const VERIFY_HELP: &str = "\
+Examples:
+  gdq setup verify
+  gdq setup verify --sample-findings --timeout 20m --warehouse /data/gdq
+
+Exit status 0 when every link holds, 1 when one is broken (named on its line).";
+
+const TEARDOWN_HELP: &str = "\
+Examples:
+  gdq teardown --dry-run
+  gdq teardown
+  gdq teardown --disable-detector --delete-key --delete-bucket    # everything, findings too
+
+Removes the publishing destination, gdq's bucket notification, the alert rule and topic and
+both queues. The detector, the key and the bucket with its findings stay unless named.";
+
+fn setup_failure(e: SetupError) -> Failure {
+    let code = match e {
+        SetupError::Usage(_) => Status::Usage,
+        _ => Status::Failed,
+    };
+    Failure::new(code, e)
+}
+
+/// `--config`, else the default location.
+pub fn record_path(config: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    config.or_else(record::default_path).ok_or_else(|| {
+        Failure::new(
+            Status::Usage,
+            "no setup record location: set HOME, XDG_CONFIG_HOME or --config",
+        )
+    })
+}
+
+/// The setup record, if `gdq setup` wrote one.
+pub fn load_record(config: Option<PathBuf>) -> Result<Option<(PathBuf, SetupRecord)>, Failure> {
+    let Some(path) = config.or_else(record::default_path) else {
+        return Ok(None);
+    };
+    Ok(record::load(&path)
+        .map_err(setup_failure)?
+        .map(|r| (path, r)))
+}
+
+fn require_record(config: Option<PathBuf>, what: &str) -> Result<SetupRecord, Failure> {
+    let path = record_path(config)?;
+    record::load(&path).map_err(setup_failure)?.ok_or_else(|| {
+        Failure::new(
+            Status::Usage,
+            format!(
+                "{what} reads the setup record, and {} does not exist: run gdq setup first (or pass --config)",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(Status::Failed, format!("cannot start the runtime: {e}")))
+}
+
+pub fn run(
+    warehouse: &str,
+    config: Option<PathBuf>,
+    command: SetupCommand,
+) -> Result<ExitCode, Failure> {
+    match command.action {
+        Some(SetupAction::Verify(args)) => verify(warehouse, config, args),
+        None => setup(config, command.args),
+    }
+}
+
+fn options(args: &SetupArgs) -> Result<SetupOptions, Failure> {
+    let bucket = args.bucket.clone().ok_or_else(|| {
+        Failure::new(
+            Status::Usage,
+            "gdq setup needs --bucket NAME (the export bucket; created if missing)",
+        )
+    })?;
+    let features = args
+        .features
+        .iter()
+        .filter(|f| !f.is_empty())
+        .map(|f| detector::parse_feature(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(setup_failure)?;
+    Ok(SetupOptions {
+        bucket,
+        prefix: args.prefix.trim_matches('/').to_string(),
+        detector: DetectorWanted {
+            frequency: detector::parse_frequency(&args.frequency).map_err(setup_failure)?,
+            features,
+        },
+        key_alias: args.key_alias.clone(),
+        queue_name: args.queue_name.clone(),
+        alerts: (!args.notify_emails.is_empty()).then(|| AlertsWanted {
+            name: args.alerts_name.clone(),
+            emails: args.notify_emails.clone(),
+            min_severity: args.min_severity,
+        }),
+    })
+}
+
+fn setup(config: Option<PathBuf>, args: SetupArgs) -> Result<ExitCode, Failure> {
+    let options = options(&args)?;
+    options.validate().map_err(setup_failure)?;
+    let path = record_path(config)?;
+    let mut stdout = std::io::stdout();
+    let mut report = Report::new(&mut stdout, args.dry_run);
+    let built = runtime()?.block_on(async {
+        let clients = Clients::from_env(args.region.clone()).await;
+        gdq_setup::setup(&clients, &options, &mut report).await
+    });
+    let changes = report.changes;
+    let built = built.map_err(setup_failure)?;
+    if args.dry_run {
+        println!(
+            "\n{changes} change(s) planned; nothing was changed. Without --dry-run the record \
+             goes to {}.",
+            path.display()
+        );
+        return Ok(Status::Ok.into());
+    }
+    record::save(&path, &built).map_err(setup_failure)?;
+    if changes == 0 {
+        println!("\nnothing to change: the export path was already as wanted");
+    } else {
+        println!("\n{changes} change(s) made");
+    }
+    print_record(&path, &built);
+    Ok(Status::Ok.into())
+}
+
+fn print_record(path: &Path, r: &SetupRecord) {
+    println!(
+        "saved to {} (gdq worker, ingest, setup verify and teardown read it)",
+        path.display()
+    );
+    println!("  queue         {}", r.queue_url);
+    println!("  dead-letter   {}", r.dead_letter_queue_url);
+    println!("  kms key       {} ({})", r.key_arn, r.key_alias);
+    println!("  exports       {}", r.source());
+    println!("  detector      {} in {}", r.detector_id, r.region);
+    if let Some(a) = &r.alerts {
+        println!("  alerts        {} → {}", a.rule_name, a.topic_arn);
+    }
+    println!("next:");
+    println!("  gdq worker --warehouse /data/gdq");
+    println!(
+        "  (the same, spelled out: gdq worker --queue-url {} --kms-key-arn {} --warehouse /data/gdq)",
+        r.queue_url, r.key_arn
+    );
+    println!(
+        "  gdq setup verify --sample-findings --warehouse /data/gdq   # end to end, in minutes"
+    );
+}
+
+fn verify(warehouse: &str, config: Option<PathBuf>, args: VerifyArgs) -> Result<ExitCode, Failure> {
+    let record = require_record(config, "gdq setup verify")?;
+    let runtime = runtime()?;
+    let clients = runtime.block_on(Clients::from_env(Some(record.region.clone())));
+    let checks = runtime.block_on(gdq_setup::verify::verify(&clients, &record));
+    let mut broken = 0;
+    for check in &checks {
+        let mark = if check.ok { "ok" } else { "BROKEN" };
+        println!("{:<18} {mark:<7} {}", check.link, check.detail);
+        broken += usize::from(!check.ok);
+    }
+    if broken > 0 {
+        let first = checks.iter().find(|c| !c.ok).map(|c| c.link).unwrap_or("?");
+        return Err(Failure::new(
+            Status::Failed,
+            format!(
+                "{broken} broken link(s), first: {first} (run gdq setup again to repair what it owns)"
+            ),
+        ));
+    }
+    if !args.sample_findings {
+        println!("every link holds");
+        return Ok(Status::Ok.into());
+    }
+    runtime.block_on(sample_round_trip(
+        warehouse,
+        &clients,
+        &record,
+        args.timeout,
+    ))
+}
+
+/// CreateSampleFindings → the export object → an ingest → a row `gdq` can query; polls
+/// the export bucket (not the queue, which belongs to the worker) and reports the time.
+async fn sample_round_trip(
+    warehouse: &str,
+    clients: &Clients,
+    record: &SetupRecord,
+    timeout: Duration,
+) -> Result<ExitCode, Failure> {
+    let warehouse_handle = crate::cli::open_warehouse(warehouse)?;
+    let source = S3Location::parse(&record.source()).map_err(crate::cli::ingest_failure)?;
+    let aws = AwsClients::in_region(Some(record.region.clone())).await;
+    let since_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let started = Instant::now();
+    gdq_setup::verify::create_sample_findings(clients, record)
+        .await
+        .map_err(setup_failure)?;
+    println!(
+        "sample findings requested from detector {}; waiting for their export",
+        record.detector_id
+    );
+    let options = S3IngestOptions {
+        filter: ExportFilter {
+            accounts: vec![record.account.clone()],
+            regions: vec![record.region.clone()],
+            // Yesterday too: the export of a request made just before midnight UTC.
+            since: parse_day("1d"),
+            until: None,
+        },
+        kms_key: Some(record.key_arn.clone()),
+        ..S3IngestOptions::default()
+    };
+    // Sample findings carry the time GuardDuty made them; a minute of slack for clock skew.
+    let sql = format!(
+        "select count(*) from findings where sample and updated_at >= to_timestamp_millis({})",
+        since_ms - 60_000
+    );
+    loop {
+        ingest_s3(&aws, &warehouse_handle, &source, &options)
+            .await
+            .map_err(|e| Failure::new(Status::Failed, e))?;
+        let location = crate::cli::query_location(warehouse).await?;
+        let (ctx, _) = gdq_query::open_session(&location)
+            .await
+            .map_err(crate::cli::query_failure)?;
+        let rows = gdq_query::query_count(&ctx, &sql)
+            .await
+            .map_err(crate::cli::query_failure)?
+            .unwrap_or(0);
+        if rows > 0 {
+            println!(
+                "sample findings: {rows} row(s) queryable in {} {:.1} s after CreateSampleFindings",
+                warehouse,
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "  gdq --warehouse {warehouse} \"select type, severity, title from findings where sample\""
+            );
+            return Ok(Status::Ok.into());
+        }
+        if started.elapsed() >= timeout {
+            return Err(Failure::new(
+                Status::Failed,
+                format!(
+                    "no sample finding reached {} within {}: the links above hold, so check the \
+                     destination's status in the GuardDuty console (Settings → Findings export)",
+                    record.source(),
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs(5).min(timeout.saturating_sub(started.elapsed())))
+            .await;
+    }
+}
+
+pub fn teardown(config: Option<PathBuf>, args: TeardownArgs) -> Result<ExitCode, Failure> {
+    let path = record_path(config.clone())?;
+    let record = require_record(config, "gdq teardown")?;
+    let options = TeardownOptions {
+        disable_detector: args.disable_detector,
+        delete_key: args.delete_key,
+        delete_bucket: args.delete_bucket,
+    };
+    let mut stdout = std::io::stdout();
+    let mut report = Report::new(&mut stdout, args.dry_run);
+    let done = runtime()?.block_on(async {
+        let clients = Clients::from_env(Some(record.region.clone())).await;
+        gdq_setup::teardown::teardown(&clients, &record, options, &mut report).await
+    });
+    let changes = report.changes;
+    done.map_err(setup_failure)?;
+    if args.dry_run {
+        println!("\n{changes} removal(s) planned; nothing was changed");
+        return Ok(Status::Ok.into());
+    }
+    record::remove(&path).map_err(setup_failure)?;
+    println!(
+        "\n{changes} removal(s); setup record {} removed",
+        path.display()
+    );
+    Ok(Status::Ok.into())
+}
