@@ -108,12 +108,19 @@ pub async fn ensure_policy(
     names: &Names,
     exists: bool,
 ) -> Result<(), SetupError> {
-    let ours = statements(&policy::key_policy(names));
     let current = if exists {
         current_policy(c, &names.key_arn).await?
     } else {
         None
     };
+    let ours: Vec<Value> = statements(&policy::key_policy(names))
+        .into_iter()
+        // A new key's default policy (and most existing ones) already lets the account
+        // administer the key; gdq adds its own such statement only where none is.
+        .filter(|s| {
+            !(s["Sid"] == policy::KEY_ADMIN_SID && account_administers(current.as_ref(), names))
+        })
+        .collect();
     let wanted = policy::merge_statements(current.as_ref(), ours);
     if current.as_ref() == Some(&wanted) {
         r.found(STEP, "key policy has gdq's statements");
@@ -129,7 +136,7 @@ pub async fn ensure_policy(
         }
         r.change(
             STEP,
-            "key policy: account administers, GuardDuty may GenerateDataKey for this detector",
+            "key policy: GuardDuty may GenerateDataKey for this detector's exports",
         );
     }
     if r.dry_run {
@@ -179,4 +186,25 @@ pub(crate) fn statements(document: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// Whether a statement that is not gdq's lets the account root do everything with the key.
+fn account_administers(policy_doc: Option<&Value>, n: &Names) -> bool {
+    let root = format!("arn:{}:iam::{}:root", n.partition, n.account);
+    policy_doc
+        .map(statements)
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| {
+            !s["Sid"]
+                .as_str()
+                .is_some_and(|sid| sid.starts_with(policy::SID_PREFIX))
+        })
+        .any(|s| {
+            s["Effect"] == "Allow"
+                && s["Action"] == "kms:*"
+                && (s["Principal"]["AWS"] == root.as_str()
+                    || s["Principal"]["AWS"] == n.account.as_str())
+                && s.get("Condition").is_none()
+        })
 }

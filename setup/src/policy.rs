@@ -63,12 +63,15 @@ fn document(statements: Vec<Value>) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
+/// Sid of the key policy statement that lets the account administer the key.
+pub const KEY_ADMIN_SID: &str = "gdqAccountAdministers";
+
 /// Key policy: the account keeps full control through IAM, and GuardDuty may generate data
 /// keys for this detector's exports only.
 pub fn key_policy(n: &Names) -> Value {
     document(vec![
         json!({
-            "Sid": "gdqAccountAdministers",
+            "Sid": KEY_ADMIN_SID,
             "Effect": "Allow",
             "Principal": { "AWS": format!("arn:{}:iam::{}:root", n.partition, n.account) },
             "Action": "kms:*",
@@ -121,7 +124,7 @@ pub fn bucket_statements(n: &Names) -> Vec<Value> {
             "Action": "s3:PutObject",
             "Resource": n.objects_arn(),
             "Condition": {
-                "StringNotEqualsIfExists": {
+                "StringNotEquals": {
                     "s3:x-amz-server-side-encryption-aws-kms-key-id": n.key_arn
                 }
             },

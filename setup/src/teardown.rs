@@ -202,9 +202,12 @@ pub async fn teardown(
                 }
                 _ => {}
             }
+            // The key id rather than the ARN: both name a key of this account, and moto
+            // 5.2 only looks keys up by id here.
+            let key_id = record.key_arn.rsplit('/').next().unwrap_or(&record.key_arn);
             c.kms
                 .schedule_key_deletion()
-                .key_id(&record.key_arn)
+                .key_id(key_id)
                 .pending_window_in_days(KEY_DELETION_DAYS)
                 .send()
                 .await

@@ -13,5 +13,6 @@ mod query;
 mod readers;
 mod s3_ingest;
 mod s3_warehouse;
+mod setup;
 mod support;
 mod worker;

@@ -125,6 +125,11 @@ pub struct Aws {
 }
 
 pub fn aws() -> Aws {
+    aws_in("us-east-1")
+}
+
+/// Clients of the test itself in `region`.
+pub fn aws_in(region: &'static str) -> Aws {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -132,7 +137,7 @@ pub fn aws() -> Aws {
     let config = rt.block_on(
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&moto().endpoint)
-            .region(aws_config::Region::new("us-east-1"))
+            .region(aws_config::Region::new(region))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "testing", "testing", None, None, "test",
             ))
