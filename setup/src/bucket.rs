@@ -20,6 +20,13 @@ pub async fn exists(c: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, SetupE
         Ok(_) => Ok(true),
         Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
             Some(404) => Ok(false),
+            Some(301) => Err(SetupError::Conflict(format!(
+                "bucket {bucket} is in {}, not in this region: pass --region with the bucket's \
+                 region, or choose another --bucket",
+                e.raw_response()
+                    .and_then(|r| r.headers().get("x-amz-bucket-region"))
+                    .unwrap_or("another region")
+            ))),
             Some(403) => Err(SetupError::Conflict(format!(
                 "bucket {bucket} exists but this identity may not use it (another account's \
                  bucket, or a policy that denies it); choose another --bucket"

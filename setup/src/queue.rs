@@ -13,9 +13,9 @@ use crate::report::Report;
 
 /// Deliveries of one message before SQS moves it to the dead-letter queue.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
-/// The worker deletes a message once its rows are committed: at most its flush interval
-/// (30 s by default) after receiving it, plus fetch and commit. Five minutes leaves room
-/// for a slow commit without redelivering while the first delivery is still in hand.
+/// The worker keeps a message invisible with a heartbeat every third of this timeout until
+/// its rows are committed; the timeout is then how soon a crashed worker's messages come
+/// back. Five minutes: a heartbeat call per 100 s per message, a redelivery within minutes.
 pub const VISIBILITY_TIMEOUT_SECS: u32 = 300;
 /// 14 days, SQS's maximum: a worker outage shorter than this loses no notification.
 pub const RETENTION_SECS: u32 = 1_209_600;
@@ -99,6 +99,8 @@ pub async fn ensure(
     Ok((queue, dlq))
 }
 
+// SQS-managed encryption rather than a KMS key: with SSE-KMS on the queue, the key policy
+// would also have to let s3.amazonaws.com use the key before S3 could deliver anything.
 fn dead_letter_attributes() -> Vec<(QueueAttributeName, String)> {
     vec![
         (QueueAttributeName::SqsManagedSseEnabled, "true".into()),
