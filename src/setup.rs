@@ -183,7 +183,7 @@ pub fn run(
 ) -> Result<ExitCode, Failure> {
     match command.action {
         Some(SetupAction::Verify(args)) => verify(warehouse, config, args),
-        None => setup(config, command.args),
+        None => setup(warehouse, config, command.args),
     }
 }
 
@@ -218,9 +218,10 @@ fn options(args: &SetupArgs) -> Result<SetupOptions, Failure> {
     })
 }
 
-fn setup(config: Option<PathBuf>, args: SetupArgs) -> Result<ExitCode, Failure> {
+fn setup(warehouse: &str, config: Option<PathBuf>, args: SetupArgs) -> Result<ExitCode, Failure> {
     let options = options(&args)?;
     options.validate().map_err(setup_failure)?;
+    let explicit_record = config.is_some();
     let path = record_path(config)?;
     let mut stdout = std::io::stdout();
     let mut report = Report::new(&mut stdout, args.dry_run);
@@ -245,6 +246,7 @@ fn setup(config: Option<PathBuf>, args: SetupArgs) -> Result<ExitCode, Failure> 
         println!("\n{changes} change(s) made");
     }
     print_record(&path, &built);
+    print_next(warehouse, explicit_record.then_some(path.as_path()), &built);
     Ok(Status::Ok.into())
 }
 
@@ -261,14 +263,21 @@ fn print_record(path: &Path, r: &SetupRecord) {
     if let Some(a) = &r.alerts {
         println!("  alerts        {} → {}", a.rule_name, a.topic_arn);
     }
+}
+
+/// The commands to run next, spelled with this run's warehouse and record.
+fn print_next(warehouse: &str, record: Option<&Path>, r: &SetupRecord) {
+    let config = record
+        .map(|p| format!(" --config {}", p.display()))
+        .unwrap_or_default();
     println!("next:");
-    println!("  gdq worker --warehouse /data/gdq");
+    println!("  gdq worker --warehouse {warehouse}{config}");
     println!(
-        "  (the same, spelled out: gdq worker --queue-url {} --kms-key-arn {} --warehouse /data/gdq)",
+        "  (spelled out: gdq worker --warehouse {warehouse} --queue-url {} --kms-key-arn {})",
         r.queue_url, r.key_arn
     );
     println!(
-        "  gdq setup verify --sample-findings --warehouse /data/gdq   # end to end, in minutes"
+        "  gdq setup verify --sample-findings --warehouse {warehouse}{config}   # end to end, in minutes"
     );
 }
 

@@ -214,7 +214,13 @@ fn a_clean_account_gets_every_link_and_a_second_run_changes_nothing() {
     let out = stdout(&first);
     assert!(changed_lines(&out).len() >= 15, "{out}");
     assert!(out.contains("VPC Flow Logs and CloudTrail trails are not prerequisites"));
-    assert!(out.contains("gdq worker"), "prints the next command: {out}");
+    assert!(
+        out.contains(&format!(
+            "gdq worker --warehouse {}",
+            r.warehouse().display()
+        )),
+        "prints the next command: {out}"
+    );
     let rec = r.record();
     assert_eq!(rec["prefix"], "gd");
 
