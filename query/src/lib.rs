@@ -8,6 +8,7 @@
 pub mod drift;
 mod error;
 pub mod format;
+pub mod latest;
 mod session;
 mod snapshot;
 

@@ -17,9 +17,10 @@ use datafusion::datasource::listing::{
 use datafusion::execution::context::SessionContext;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::DFParser;
-use gdq_schemas::{COLUMNS, PARTITION_COLUMN, findings_schema};
+use gdq_schemas::{PARTITION_COLUMN, findings_schema};
 
 use crate::error::QueryError;
+use crate::latest::LatestTable;
 use crate::snapshot::{FindingsTable, RecordSource};
 
 /// The table's folder under the warehouse root.
@@ -189,18 +190,9 @@ pub async fn open_session(
         ))
     };
 
-    let columns: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| format!("\"{}\"", c.name))
-        .chain(std::iter::once(format!("\"{PARTITION_COLUMN}\"")))
-        .collect();
-    let columns = columns.join(", ");
-    let latest = format!(
-        "CREATE VIEW {LATEST_VIEW} AS SELECT {columns} FROM (\
-            SELECT *, row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, \"count\" DESC NULLS LAST) AS gdq_version_rank \
-            FROM {TABLE}) WHERE gdq_version_rank = 1"
-    );
-    ctx.sql(&latest).await.map_err(QueryError::Plan)?;
+    let findings = ctx.table_provider(TABLE).await.map_err(QueryError::Plan)?;
+    ctx.register_table(LATEST_VIEW, Arc::new(LatestTable { findings }))
+        .map_err(QueryError::Plan)?;
     Ok((ctx, warning))
 }
 

@@ -46,6 +46,91 @@ fn findings_latest_holds_the_newest_version_of_each_finding() {
 }
 
 #[test]
+fn findings_latest_breaks_ties_by_count_keeps_one_row_and_filters_by_id() {
+    let exports = tempdir();
+    let line = |id: &str, at: Option<&str>, count: i64, title: &str| {
+        let mut f = serde_json::json!({"id": id, "type": "Recon:EC2/Portscan", "title": title,
+            "service": {"count": count}});
+        if let Some(at) = at {
+            f["updatedAt"] = at.into();
+        }
+        f.to_string() + "\n"
+    };
+    let dir = exports.path().join("AWSLogs/1/GuardDuty/r/2024/03/01");
+    // a: same updatedAt twice, the higher count wins; its newest version is also exported
+    // again, identically, in another object (a tie that must still give one row).
+    // b: a version without updatedAt loses to one with it. c: one version, another type.
+    write_gz(
+        &dir.join("one.jsonl.gz"),
+        (line("a", Some("2024-03-01T00:00:00Z"), 1, "a old")
+            + &line("a", Some("2024-03-02T00:00:00Z"), 2, "a count 2")
+            + &line("b", None, 9, "b undated"))
+            .as_bytes(),
+    );
+    write_gz(
+        &dir.join("two.jsonl.gz"),
+        (line("a", Some("2024-03-02T00:00:00Z"), 5, "a newest")
+            + &line("a", Some("2024-03-02T00:00:00Z"), 5, "a newest")
+            + &line("b", Some("2024-01-01T00:00:00Z"), 1, "b dated"))
+            .as_bytes(),
+    );
+    let mut c = serde_json::json!({"id": "c", "type": "Backdoor:EC2/C&CActivity.B", "title": "c only",
+        "updatedAt": "2024-03-01T00:00:00Z"});
+    c["service"] = serde_json::json!({"count": 1});
+    write_gz(
+        &dir.join("three.jsonl.gz"),
+        (c.to_string() + "\n").as_bytes(),
+    );
+    let wh = tempdir();
+    let out = ingest(wh.path(), &[exports.path()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    assert_eq!(
+        sql_rows(
+            wh.path(),
+            "select id, title, \"count\", type from findings_latest order by id"
+        ),
+        vec![
+            vec!["a", "a newest", "5", "Recon:EC2/Portscan"],
+            vec!["b", "b dated", "1", "Recon:EC2/Portscan"],
+            vec!["c", "c only", "1", "Backdoor:EC2/C&CActivity.B"],
+        ]
+    );
+    assert_eq!(
+        sql_rows(
+            wh.path(),
+            "select title from findings_latest where id = 'a'"
+        ),
+        vec![vec!["a newest"]]
+    );
+    assert_eq!(
+        sql_rows(
+            wh.path(),
+            "select id from findings_latest where id in ('b', 'zz') and title like 'b%'"
+        ),
+        vec![vec!["b"]]
+    );
+    // A filter on another column applies to the newest version, not before choosing it.
+    assert_eq!(
+        sql_count(
+            wh.path(),
+            "select count(*) from findings_latest where title = 'a old'"
+        ),
+        0
+    );
+    // Same columns, same order as findings.
+    let columns = |table: &str| {
+        sql_rows(
+            wh.path(),
+            &format!(
+                "select column_name from information_schema.columns where table_name = '{table}' order by ordinal_position"
+            ),
+        )
+    };
+    assert_eq!(columns("findings_latest"), columns("findings"));
+}
+
+#[test]
 fn json_functions_reach_fields_without_a_column() {
     let wh = bundled_warehouse();
     let expected = oracle_findings(&testdata("exports"))
