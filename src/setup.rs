@@ -210,6 +210,7 @@ fn options(args: &SetupArgs) -> Result<SetupOptions, Failure> {
         },
         key_alias: args.key_alias.clone(),
         queue_name: args.queue_name.clone(),
+        alerts_name: args.alerts_name.clone(),
         alerts: (!args.notify_emails.is_empty()).then(|| AlertsWanted {
             name: args.alerts_name.clone(),
             emails: args.notify_emails.clone(),

@@ -104,6 +104,28 @@ pub fn wanted_target(topic_arn: &str) -> Result<Target, SetupError> {
         .map_err(|e| SetupError::Usage(e.to_string()))
 }
 
+/// The alerts an earlier setup wired under `name`, if its rule still exists: a run without
+/// `--notify-email` keeps them (and records them, so that teardown still removes them).
+pub async fn existing(
+    events: &aws_sdk_eventbridge::Client,
+    names: &Names,
+    name: &str,
+) -> Result<Option<AlertsRecord>, SetupError> {
+    let Some((pattern, _)) = rule(events, name).await? else {
+        return Ok(None);
+    };
+    let min_severity = pattern
+        .as_ref()
+        .and_then(|p| p["detail"]["severity"][0]["numeric"][1].as_f64())
+        .unwrap_or(0.0);
+    Ok(Some(AlertsRecord {
+        topic_arn: topic_arn(names, name),
+        rule_name: name.to_string(),
+        rule_arn: rule_arn(names, name),
+        min_severity,
+    }))
+}
+
 pub async fn ensure(
     sns: &aws_sdk_sns::Client,
     events: &aws_sdk_eventbridge::Client,

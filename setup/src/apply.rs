@@ -17,6 +17,9 @@ pub struct SetupOptions {
     pub detector: DetectorWanted,
     pub key_alias: String,
     pub queue_name: String,
+    /// Name of the alert topic and rule (also when no alerts are asked for: existing ones
+    /// are then kept and recorded).
+    pub alerts_name: String,
     pub alerts: Option<AlertsWanted>,
 }
 
@@ -145,10 +148,22 @@ pub async fn setup(
 
     let alerts = match &o.alerts {
         Some(want) => Some(alerts::ensure(&c.sns, &c.events, r, &names, want).await?),
-        None => {
-            r.note("alerts", "none (--notify-email ADDR wires e-mail alerts)");
-            None
-        }
+        None => match alerts::existing(&c.events, &names, &o.alerts_name).await? {
+            Some(found) => {
+                r.found(
+                    "alerts",
+                    format!(
+                        "rule {} from an earlier setup kept as it is (--notify-email changes it)",
+                        found.rule_name
+                    ),
+                );
+                Some(found)
+            }
+            None => {
+                r.note("alerts", "none (--notify-email ADDR wires e-mail alerts)");
+                None
+            }
+        },
     };
 
     Ok(SetupRecord {

@@ -397,6 +397,16 @@ fn a_clean_account_gets_every_link_and_a_second_run_changes_nothing() {
     assert!(out2.contains("nothing to change"), "{out2}");
     assert_eq!(r.record(), rec, "the same record");
     assert_eq!(r.detectors().len(), 1);
+
+    // Without --notify-email the alerts stay, and stay in the record for teardown.
+    let without_alerts = r.setup(&args[..args.len() - 4]);
+    assert!(
+        without_alerts.status.success(),
+        "{}",
+        stderr(&without_alerts)
+    );
+    assert!(changed_lines(&stdout(&without_alerts)).is_empty());
+    assert_eq!(r.record()["alerts"], rec["alerts"]);
 }
 
 #[test]
