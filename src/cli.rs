@@ -13,12 +13,14 @@ use crate::exit::{Failure, Status};
 
 const AFTER_HELP: &str = "\
 Examples:
+  gdq setup --bucket acme-guardduty-exports --region eu-west-1 --dry-run
   gdq ingest testdata/exports
   gdq \"select type, count(*) from findings group by type order by 2 desc\"
   gdq --format csv \"select id, severity, title from findings_latest where severity >= 7\"
   gdq \"select json_get_str(finding, 'service', 'runtimeDetails', 'process', 'name') from findings limit 5\"
 
-Exit status: 0 ok, 1 failure (unreadable input or warehouse), 2 bad usage or SQL,
+Exit status: 0 ok, 1 failure (unreadable input or warehouse, a failed AWS call, a link
+setup verify found broken), 2 bad usage or SQL,
 3 ingest finished but quarantined lines or objects (see <warehouse>/_gdq/quarantine/).";
 
 /// GuardDuty findings exports → a queryable Parquet history.
