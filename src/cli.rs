@@ -415,20 +415,16 @@ pub fn query_failure(e: QueryError) -> Failure {
     Failure::new(code, e)
 }
 
-pub fn query_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+/// The async runtime every command that talks to AWS or queries runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            Failure::new(
-                Status::Failed,
-                format!("cannot start the query runtime: {e}"),
-            )
-        })
+        .map_err(|e| Failure::new(Status::Failed, format!("cannot start the runtime: {e}")))
 }
 
 fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
-    query_runtime()?.block_on(async {
+    runtime()?.block_on(async {
         let location = query_location(warehouse).await?;
         let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;
         if let Some(warning) = warning {
@@ -446,7 +442,7 @@ fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
 
 fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
     let sql = read_sql(&args)?;
-    let runtime = query_runtime()?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let location = query_location(warehouse).await?;
         let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;

@@ -23,12 +23,7 @@ pub fn run(
     let mut region = None;
     if args.paths.is_empty() {
         // No source given: the export bucket `gdq setup` built, read with its key.
-        let Some((path, record)) = crate::setup::load_record(config)? else {
-            return Err(Failure::new(
-                Status::Usage,
-                "no paths given and no setup record: name export files, folders or s3:// sources (or run gdq setup)",
-            ));
-        };
+        let (path, record) = crate::setup::require_record(config, "gdq ingest without paths")?;
         eprintln!(
             "gdq: ingesting {} (from {})",
             record.source(),
@@ -119,10 +114,7 @@ fn run_s3(
         args.concurrency.max(1),
     );
     let warehouse = open_warehouse(warehouse)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(Status::Failed, format!("cannot start the runtime: {e}")))?;
+    let runtime = crate::cli::runtime()?;
     let display = if args.dry_run {
         None
     } else {

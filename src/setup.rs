@@ -16,6 +16,7 @@ use gdq_setup::record::{self, SetupRecord};
 use gdq_setup::teardown::TeardownOptions;
 use gdq_setup::{Clients, Report, SetupError, SetupOptions};
 
+use crate::cli::runtime;
 use crate::exit::{Failure, Status};
 
 #[derive(Args, Debug)]
@@ -146,34 +147,31 @@ pub fn record_path(config: Option<PathBuf>) -> Result<PathBuf, Failure> {
     })
 }
 
-/// The setup record, if `gdq setup` wrote one.
-pub fn load_record(config: Option<PathBuf>) -> Result<Option<(PathBuf, SetupRecord)>, Failure> {
-    let Some(path) = config.or_else(record::default_path) else {
-        return Ok(None);
-    };
-    Ok(record::load(&path)
-        .map_err(setup_failure)?
-        .map(|r| (path, r)))
-}
-
-fn require_record(config: Option<PathBuf>, what: &str) -> Result<SetupRecord, Failure> {
+/// The setup record and where it is; `what` (the command that needs it) is named in the
+/// usage error when there is none.
+pub fn require_record(
+    config: Option<PathBuf>,
+    what: &str,
+) -> Result<(PathBuf, SetupRecord), Failure> {
     let path = record_path(config)?;
-    record::load(&path).map_err(setup_failure)?.ok_or_else(|| {
-        Failure::new(
+    match record::load(&path).map_err(setup_failure)? {
+        Some(record) => Ok((path, record)),
+        None => Err(Failure::new(
             Status::Usage,
             format!(
                 "{what} reads the setup record, and {} does not exist: run gdq setup first (or pass --config)",
                 path.display()
             ),
-        )
-    })
+        )),
+    }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(Status::Failed, format!("cannot start the runtime: {e}")))
+/// Setup's clients and the ingest's, from one load of the AWS configuration.
+async fn clients(region: Option<String>) -> (Clients, AwsClients) {
+    let config = gdq_ingest::s3::load_config(region).await;
+    let ingest = AwsClients::new(&config);
+    let setup = Clients::new(&config, ingest.s3.clone(), ingest.sqs.clone());
+    (setup, ingest)
 }
 
 pub fn run(
@@ -221,13 +219,12 @@ fn options(args: &SetupArgs) -> Result<SetupOptions, Failure> {
 
 fn setup(warehouse: &str, config: Option<PathBuf>, args: SetupArgs) -> Result<ExitCode, Failure> {
     let options = options(&args)?;
-    options.validate().map_err(setup_failure)?;
     let explicit_record = config.is_some();
     let path = record_path(config)?;
     let mut stdout = std::io::stdout();
     let mut report = Report::new(&mut stdout, args.dry_run);
     let built = runtime()?.block_on(async {
-        let clients = Clients::from_env(args.region.clone()).await;
+        let (clients, _) = clients(args.region.clone()).await;
         gdq_setup::setup(&clients, &options, &mut report).await
     });
     let changes = report.changes;
@@ -283,9 +280,9 @@ fn print_next(warehouse: &str, record: Option<&Path>, r: &SetupRecord) {
 }
 
 fn verify(warehouse: &str, config: Option<PathBuf>, args: VerifyArgs) -> Result<ExitCode, Failure> {
-    let record = require_record(config, "gdq setup verify")?;
+    let (_, record) = require_record(config, "gdq setup verify")?;
     let runtime = runtime()?;
-    let clients = runtime.block_on(Clients::from_env(Some(record.region.clone())));
+    let (clients, ingest_clients) = runtime.block_on(clients(Some(record.region.clone())));
     let checks = runtime.block_on(gdq_setup::verify::verify(&clients, &record));
     let mut broken = 0;
     for check in &checks {
@@ -309,6 +306,7 @@ fn verify(warehouse: &str, config: Option<PathBuf>, args: VerifyArgs) -> Result<
     runtime.block_on(sample_round_trip(
         warehouse,
         &clients,
+        &ingest_clients,
         &record,
         args.timeout,
     ))
@@ -319,12 +317,12 @@ fn verify(warehouse: &str, config: Option<PathBuf>, args: VerifyArgs) -> Result<
 async fn sample_round_trip(
     warehouse: &str,
     clients: &Clients,
+    aws: &AwsClients,
     record: &SetupRecord,
     timeout: Duration,
 ) -> Result<ExitCode, Failure> {
     let warehouse_handle = crate::cli::open_warehouse(warehouse)?;
     let source = S3Location::parse(&record.source()).map_err(crate::cli::ingest_failure)?;
-    let aws = AwsClients::in_region(Some(record.region.clone())).await;
     let since_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -354,7 +352,7 @@ async fn sample_round_trip(
         since_ms - 60_000
     );
     loop {
-        ingest_s3(&aws, &warehouse_handle, &source, &options)
+        ingest_s3(aws, &warehouse_handle, &source, &options)
             .await
             .map_err(|e| Failure::new(Status::Failed, e))?;
         let location = crate::cli::query_location(warehouse).await?;
@@ -393,8 +391,7 @@ async fn sample_round_trip(
 }
 
 pub fn teardown(config: Option<PathBuf>, args: TeardownArgs) -> Result<ExitCode, Failure> {
-    let path = record_path(config.clone())?;
-    let record = require_record(config, "gdq teardown")?;
+    let (path, record) = require_record(config, "gdq teardown")?;
     let options = TeardownOptions {
         disable_detector: args.disable_detector,
         delete_key: args.delete_key,
@@ -403,7 +400,7 @@ pub fn teardown(config: Option<PathBuf>, args: TeardownArgs) -> Result<ExitCode,
     let mut stdout = std::io::stdout();
     let mut report = Report::new(&mut stdout, args.dry_run);
     let done = runtime()?.block_on(async {
-        let clients = Clients::from_env(Some(record.region.clone())).await;
+        let (clients, _) = clients(Some(record.region.clone())).await;
         gdq_setup::teardown::teardown(&clients, &record, options, &mut report).await
     });
     let changes = report.changes;

@@ -11,7 +11,7 @@ use gdq_query::{OutputFormat, SessionContext, open_session, run_sql};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
-use crate::cli::{query_failure, query_location, query_runtime};
+use crate::cli::{query_failure, query_location, runtime};
 use crate::exit::{Failure, Status};
 
 const HELP: &str = "\
@@ -98,7 +98,7 @@ impl Shell {
 
 /// Runs the shell until `\q` or end of input.
 pub fn run(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
-    let runtime = query_runtime()?;
+    let runtime = runtime()?;
     runtime.block_on(async {
         let location = query_location(warehouse).await?;
         let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;

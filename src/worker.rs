@@ -40,12 +40,8 @@ pub fn run(
         Some(url) => (url, args.kms_key_arn, None),
         None => {
             // The queue `gdq setup` built, with the key its exports must carry.
-            let Some((path, record)) = crate::setup::load_record(config)? else {
-                return Err(Failure::new(
-                    Status::Usage,
-                    "no --queue-url and no setup record: pass --queue-url (or run gdq setup)",
-                ));
-            };
+            let (path, record) =
+                crate::setup::require_record(config, "gdq worker without --queue-url")?;
             tracing::info!(record = %path.display(), queue = %record.queue_url, "queue from the setup record");
             (
                 record.queue_url,
@@ -72,10 +68,7 @@ pub fn run(
     options.progress_interval = args.progress_interval;
 
     let warehouse = crate::cli::open_warehouse(warehouse)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(Status::Failed, format!("cannot start the runtime: {e}")))?;
+    let runtime = crate::cli::runtime()?;
     let stats = runtime.block_on(async {
         let (stop, shutdown) = watch::channel(false);
         tokio::spawn(async move {

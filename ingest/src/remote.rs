@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -150,7 +149,7 @@ pub struct Remote {
 
 /// Builds an `object_store` S3 client for `bucket` from the standard AWS configuration.
 pub async fn s3_store(bucket: &str) -> Result<Arc<dyn ObjectStore>, IngestError> {
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = crate::s3::load_config(None).await;
     let region = config.region().ok_or_else(|| {
         IngestError::Usage(
             "no AWS region configured for the s3:// warehouse (set AWS_REGION or a profile region)"

@@ -1,7 +1,7 @@
 //! Export objects in S3: clients from the standard AWS configuration, fetching, and the
 //! encryption check every object must pass before it is read.
 
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::types::ServerSideEncryption;
 use xxhash_rust::xxh3::Xxh3;
@@ -15,26 +15,30 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
 }
 
-impl AwsClients {
-    pub async fn from_env() -> AwsClients {
-        AwsClients::in_region(None).await
+/// The standard chain's configuration, in `region` when given (the region `gdq setup`
+/// recorded) instead of the chain's. Every AWS client of gdq is built from one of these.
+pub async fn load_config(region: Option<String>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
     }
+    loader.load().await
+}
 
-    /// As [`AwsClients::from_env`], in `region` when given (the region `gdq setup` recorded
-    /// for its queue) instead of the chain's.
-    pub async fn in_region(region: Option<String>) -> AwsClients {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
-        }
-        let config = loader.load().await;
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
+impl AwsClients {
+    pub fn new(config: &SdkConfig) -> AwsClients {
+        let s3 = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(config.endpoint_url().is_some())
             .build();
         AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3),
-            sqs: aws_sdk_sqs::Client::new(&config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
+    }
+
+    /// Clients of `region`, or of the chain's region.
+    pub async fn in_region(region: Option<String>) -> AwsClients {
+        AwsClients::new(&load_config(region).await)
     }
 }
 

@@ -1,6 +1,6 @@
-//! The AWS clients setup uses, from the standard configuration chain.
+//! The AWS clients setup uses, all from one loaded configuration.
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::SdkConfig;
 
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -16,25 +16,17 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Clients of `region`, or of the chain's region (`AWS_REGION`, the profile). With a
-    /// custom endpoint (`AWS_ENDPOINT_URL`), S3 uses path-style addressing.
-    pub async fn from_env(region: Option<String>) -> Clients {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(Region::new(region));
-        }
-        let config = loader.load().await;
-        let s3 = aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(config.endpoint_url().is_some())
-            .build();
+    /// Clients of `config`'s region. S3 and SQS come built by the caller, so that they are
+    /// the ones the worker and ingest use (same addressing of custom endpoints).
+    pub fn new(config: &SdkConfig, s3: aws_sdk_s3::Client, sqs: aws_sdk_sqs::Client) -> Clients {
         Clients {
-            guardduty: aws_sdk_guardduty::Client::new(&config),
-            kms: aws_sdk_kms::Client::new(&config),
-            s3: aws_sdk_s3::Client::from_conf(s3),
-            sqs: aws_sdk_sqs::Client::new(&config),
-            sns: aws_sdk_sns::Client::new(&config),
-            events: aws_sdk_eventbridge::Client::new(&config),
-            sts: aws_sdk_sts::Client::new(&config),
+            guardduty: aws_sdk_guardduty::Client::new(config),
+            kms: aws_sdk_kms::Client::new(config),
+            s3,
+            sqs,
+            sns: aws_sdk_sns::Client::new(config),
+            events: aws_sdk_eventbridge::Client::new(config),
+            sts: aws_sdk_sts::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
         }
     }
