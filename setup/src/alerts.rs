@@ -140,10 +140,11 @@ pub async fn ensure(
         rule_arn: rule_arn.clone(),
         ..names.clone()
     };
-    ensure_topic(sns, r, &names, &want.name).await?;
-    ensure_subscriptions(sns, r, &topic, &want.emails).await?;
-    ensure_rule(events, r, &want.name, want.min_severity).await?;
-    ensure_target(events, r, &want.name, &topic).await?;
+    // What did not exist before has no subscriptions or targets to list.
+    let topic_existed = ensure_topic(sns, r, &names, &want.name).await?;
+    ensure_subscriptions(sns, r, &topic, &want.emails, topic_existed).await?;
+    let rule_existed = ensure_rule(events, r, &want.name, want.min_severity).await?;
+    ensure_target(events, r, &want.name, &topic, rule_existed).await?;
     Ok(AlertsRecord {
         topic_arn: topic,
         rule_name: want.name.clone(),
@@ -157,7 +158,7 @@ async fn ensure_topic(
     r: &mut Report<'_>,
     names: &Names,
     name: &str,
-) -> Result<(), SetupError> {
+) -> Result<bool, SetupError> {
     let attributes = topic_attributes(c, &names.topic_arn).await?;
     match &attributes {
         Some(_) => r.found(STEP, format!("topic {}", names.topic_arn)),
@@ -185,7 +186,7 @@ async fn ensure_topic(
         .and_then(|p| serde_json::from_str(p).ok());
     let wanted = policy::merge_statements(
         current.as_ref(),
-        crate::key::statements(&policy::topic_policy(names)),
+        policy::statements(&policy::topic_policy(names)),
     );
     if current.as_ref() == Some(&wanted) {
         r.found(STEP, "topic policy lets the rule publish");
@@ -207,7 +208,7 @@ async fn ensure_topic(
     if r.dry_run {
         r.document("topic policy", &wanted);
     }
-    Ok(())
+    Ok(attributes.is_some())
 }
 
 async fn ensure_subscriptions(
@@ -215,9 +216,10 @@ async fn ensure_subscriptions(
     r: &mut Report<'_>,
     topic: &str,
     emails: &[String],
+    topic_existed: bool,
 ) -> Result<(), SetupError> {
     let mut subscribed = Vec::new();
-    if !r.dry_run || topic_attributes(c, topic).await?.is_some() {
+    if topic_existed {
         let mut token = None;
         loop {
             let page = c
@@ -266,7 +268,7 @@ async fn ensure_rule(
     r: &mut Report<'_>,
     name: &str,
     min_severity: f64,
-) -> Result<(), SetupError> {
+) -> Result<bool, SetupError> {
     let pattern = policy::alert_pattern(min_severity);
     let current = rule(c, name).await?;
     if r.dry_run {
@@ -277,7 +279,7 @@ async fn ensure_rule(
             STEP,
             format!("rule {name}: GuardDuty findings of severity ≥ {min_severity}"),
         );
-        return Ok(());
+        return Ok(true);
     }
     if !r.dry_run {
         c.put_rule()
@@ -293,7 +295,7 @@ async fn ensure_rule(
         STEP,
         format!("rule {name}: GuardDuty findings of severity ≥ {min_severity}"),
     );
-    Ok(())
+    Ok(current.is_some())
 }
 
 async fn ensure_target(
@@ -301,12 +303,13 @@ async fn ensure_target(
     r: &mut Report<'_>,
     rule_name: &str,
     topic: &str,
+    rule_existed: bool,
 ) -> Result<(), SetupError> {
     let wanted = wanted_target(topic)?;
-    let current = if r.dry_run && rule(c, rule_name).await?.is_none() {
-        None
-    } else {
+    let current = if rule_existed {
         target(c, rule_name).await?
+    } else {
+        None
     };
     if r.dry_run {
         r.document(

@@ -205,7 +205,9 @@ async fn ensure_policy(
     } else {
         None
     };
-    let wanted = policy::merge_statements(current.as_ref(), policy::bucket_statements(names));
+    let ours = policy::bucket_statements(names);
+    let ours_count = ours.len();
+    let wanted = policy::merge_statements(current.as_ref(), ours);
     if current.as_ref() == Some(&wanted) {
         r.found(STEP, "bucket policy has gdq's statements");
     } else {
@@ -217,7 +219,7 @@ async fn ensure_policy(
                 .await
                 .map_err(aws("s3:PutBucketPolicy"))?;
         }
-        let kept = crate::key::statements(&wanted).len() - policy::bucket_statements(names).len();
+        let kept = policy::statements(&wanted).len() - ours_count;
         r.change(
             STEP,
             format!(

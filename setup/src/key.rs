@@ -113,7 +113,7 @@ pub async fn ensure_policy(
     } else {
         None
     };
-    let ours: Vec<Value> = statements(&policy::key_policy(names))
+    let ours: Vec<Value> = policy::statements(&policy::key_policy(names))
         .into_iter()
         // A new key's default policy (and most existing ones) already lets the account
         // administer the key; gdq adds its own such statement only where none is.
@@ -180,19 +180,11 @@ pub async fn current_policy(
     Ok(got.policy().and_then(|p| serde_json::from_str(p).ok()))
 }
 
-pub(crate) fn statements(document: &Value) -> Vec<Value> {
-    document
-        .get("Statement")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Whether a statement that is not gdq's lets the account root do everything with the key.
 fn account_administers(policy_doc: Option<&Value>, n: &Names) -> bool {
     let root = format!("arn:{}:iam::{}:root", n.partition, n.account);
     policy_doc
-        .map(statements)
+        .map(policy::statements)
         .unwrap_or_default()
         .iter()
         .filter(|s| {

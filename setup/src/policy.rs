@@ -59,6 +59,15 @@ impl Names {
     }
 }
 
+/// The statements of a policy document.
+pub fn statements(document: &Value) -> Vec<Value> {
+    match document.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(one) => vec![one.clone()],
+        None => Vec::new(),
+    }
+}
+
 fn document(statements: Vec<Value>) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
@@ -195,11 +204,7 @@ pub const ALERT_TEMPLATE: &str = "\"GuardDuty finding <type> (severity <severity
 /// statement (and their order) as it was.
 pub fn merge_statements(existing: Option<&Value>, ours: Vec<Value>) -> Value {
     let mut statements: Vec<Value> = existing
-        .and_then(|p| p.get("Statement"))
-        .map(|s| match s {
-            Value::Array(list) => list.clone(),
-            one => vec![one.clone()],
-        })
+        .map(statements)
         .unwrap_or_default()
         .into_iter()
         .filter(|s| !is_ours(s))

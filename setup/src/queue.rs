@@ -175,62 +175,68 @@ async fn ensure_one(
         Some(url) => attributes(c, url).await?,
         None => HashMap::new(),
     };
-    if let Some(ours) = &policy_doc {
+    let merged_policy = policy_doc.map(|ours| {
         let current_policy = current
             .get(&QueueAttributeName::Policy)
             .and_then(|p| serde_json::from_str::<Value>(p).ok());
-        let merged =
-            policy::merge_statements(current_policy.as_ref(), crate::key::statements(ours));
-        if r.dry_run {
-            r.document("queue policy", &merged);
-        }
+        policy::merge_statements(current_policy.as_ref(), policy::statements(&ours))
+    });
+    if let Some(merged) = &merged_policy {
         wanted.push((QueueAttributeName::Policy, merged.to_string()));
     }
-    let Some(url) = existing else {
-        let url = if r.dry_run {
-            format!("<url of {name}>")
-        } else {
-            c.create_queue()
-                .queue_name(name)
-                .set_attributes(Some(wanted.into_iter().collect()))
-                .send()
-                .await
-                .map_err(aws("sqs:CreateQueue"))?
-                .queue_url()
-                .unwrap_or_default()
-                .to_string()
-        };
-        r.change(
-            step,
-            format!("create {name}: encrypted, redrive and policy as planned"),
-        );
-        return Ok(Queue {
-            url,
-            arn: arn.to_string(),
-        });
-    };
-    let changed: Vec<(QueueAttributeName, String)> = wanted
-        .into_iter()
-        .filter(|(k, v)| !current.get(k).is_some_and(|now| same_value(k, now, v)))
-        .collect();
-    if changed.is_empty() {
-        r.found(step, format!("{name} as wanted"));
-    } else {
-        let what: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
-        let what = what.join(", ");
-        if !r.dry_run {
-            c.set_queue_attributes()
-                .queue_url(&url)
-                .set_attributes(Some(changed.into_iter().collect()))
-                .send()
-                .await
-                .map_err(aws("sqs:SetQueueAttributes"))?;
+    let queue = match existing {
+        None => {
+            let url = if r.dry_run {
+                format!("<url of {name}>")
+            } else {
+                c.create_queue()
+                    .queue_name(name)
+                    .set_attributes(Some(wanted.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(aws("sqs:CreateQueue"))?
+                    .queue_url()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            r.change(
+                step,
+                format!("create {name}: encrypted, redrive and policy as planned"),
+            );
+            Queue {
+                url,
+                arn: arn.to_string(),
+            }
         }
-        r.change(step, format!("{name} (existing): set {what}"));
+        Some(url) => {
+            let changed: Vec<(QueueAttributeName, String)> = wanted
+                .into_iter()
+                .filter(|(k, v)| !current.get(k).is_some_and(|now| same_value(k, now, v)))
+                .collect();
+            if changed.is_empty() {
+                r.found(step, format!("{name} as wanted"));
+            } else {
+                let what: Vec<&str> = changed.iter().map(|(k, _)| k.as_str()).collect();
+                let what = what.join(", ");
+                if !r.dry_run {
+                    c.set_queue_attributes()
+                        .queue_url(&url)
+                        .set_attributes(Some(changed.into_iter().collect()))
+                        .send()
+                        .await
+                        .map_err(aws("sqs:SetQueueAttributes"))?;
+                }
+                r.change(step, format!("{name} (existing): set {what}"));
+            }
+            let arn = current
+                .get(&QueueAttributeName::QueueArn)
+                .cloned()
+                .unwrap_or_else(|| arn.to_string());
+            Queue { url, arn }
+        }
+    };
+    if let (true, Some(merged)) = (r.dry_run, &merged_policy) {
+        r.document("queue policy", merged);
     }
-    let arn = current
-        .get(&QueueAttributeName::QueueArn)
-        .cloned()
-        .unwrap_or_else(|| arn.to_string());
-    Ok(Queue { url, arn })
+    Ok(queue)
 }

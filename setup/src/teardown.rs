@@ -8,7 +8,7 @@ use crate::clients::Clients;
 use crate::error::{SetupError, aws, code};
 use crate::record::SetupRecord;
 use crate::report::Report;
-use crate::{alerts, bucket, destination, notification, queue};
+use crate::{alerts, bucket, destination, detector, notification, queue};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TeardownOptions {
@@ -28,8 +28,17 @@ pub async fn teardown(
     r: &mut Report<'_>,
 ) -> Result<(), SetupError> {
     let n = record.names();
-    match destination::find(&c.guardduty, &record.detector_id).await {
-        Ok(Some(d)) => {
+    // A deleted detector took its destination with it (and GuardDuty refuses to list the
+    // destinations of a detector it does not know).
+    let detector_exists =
+        detector::find(&c.guardduty).await?.as_deref() == Some(record.detector_id.as_str());
+    let destination = if detector_exists {
+        destination::find(&c.guardduty, &record.detector_id).await?
+    } else {
+        None
+    };
+    match destination {
+        Some(d) => {
             if !r.dry_run {
                 c.guardduty
                     .delete_publishing_destination()
@@ -44,12 +53,7 @@ pub async fn teardown(
                 format!("delete {} → {}", d.id, d.destination_arn),
             );
         }
-        Ok(None) => r.found("destination", "none"),
-        // The detector itself is gone: so is its destination.
-        Err(SetupError::Aws { message, .. }) if message.contains("BadRequest") => {
-            r.found("destination", "no detector, no destination")
-        }
-        Err(e) => return Err(e),
+        None => r.found("destination", "none"),
     }
 
     let bucket_exists = bucket::exists(&c.s3, &record.bucket).await?;
@@ -137,7 +141,7 @@ pub async fn teardown(
         r.change(step, format!("delete {name}"));
     }
 
-    if o.disable_detector {
+    if o.disable_detector && detector_exists {
         if !r.dry_run {
             c.guardduty
                 .update_detector()
@@ -151,10 +155,15 @@ pub async fn teardown(
             "detector",
             format!("disable {} (its findings stay)", record.detector_id),
         );
-    } else {
+    } else if detector_exists {
         r.note(
             "detector",
             format!("{} stays enabled (--disable-detector)", record.detector_id),
+        );
+    } else {
+        r.found(
+            "detector",
+            format!("{} no longer exists", record.detector_id),
         );
     }
 

@@ -1,5 +1,7 @@
 //! `gdq setup verify`: checks every link of the export path and names the broken one.
 
+use std::collections::HashMap;
+
 use aws_sdk_guardduty::types::DetectorStatus;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
@@ -40,9 +42,11 @@ pub async fn verify(c: &Clients, record: &SetupRecord) -> Vec<Check> {
         bucket_encryption(c, &n).await,
         bucket_policy(c, &n).await,
         notification(c, &n).await,
-        queue_policy(c, record, &n).await,
-        dead_letter(c, record).await,
     ];
+    // Both queue checks read the same attributes.
+    let attributes = queue::attributes(&c.sqs, &record.queue_url).await;
+    checks.push(queue_policy(&attributes, &n));
+    checks.push(dead_letter(c, record, &attributes).await);
     if let Some(a) = &record.alerts {
         checks.push(alert_rule(c, a).await);
         checks.push(alert_topic(c, a).await);
@@ -50,7 +54,7 @@ pub async fn verify(c: &Clients, record: &SetupRecord) -> Vec<Check> {
     checks
 }
 
-fn failed(link: &'static str, e: SetupError) -> Check {
+fn failed(link: &'static str, e: impl std::fmt::Display) -> Check {
     Check::new(link, false, e.to_string())
 }
 
@@ -106,7 +110,7 @@ async fn destination(c: &Clients, record: &SetupRecord, n: &Names) -> Check {
 
 /// Which of `ours` are missing from (or differ in) `document`, by Sid.
 fn missing_statements(document: Option<&Value>, ours: &[Value]) -> Vec<String> {
-    let theirs = document.map(key::statements).unwrap_or_default();
+    let theirs = document.map(policy::statements).unwrap_or_default();
     ours.iter()
         .filter(|s| !theirs.contains(s))
         .map(|s| s["Sid"].as_str().unwrap_or("?").to_string())
@@ -129,7 +133,7 @@ async fn key_policy(c: &Clients, n: &Names) -> Check {
     const LINK: &str = "key policy";
     match key::current_policy(&c.kms, &n.key_arn).await {
         Ok(current) => {
-            let ours = key::statements(&policy::key_policy(n));
+            let ours = policy::statements(&policy::key_policy(n));
             // The account-administers statement is advice; GuardDuty's grant is the link.
             let guardduty: Vec<Value> = ours
                 .into_iter()
@@ -225,9 +229,11 @@ async fn notification(c: &Clients, n: &Names) -> Check {
     }
 }
 
-async fn queue_policy(c: &Clients, record: &SetupRecord, n: &Names) -> Check {
+type QueueAttributes = Result<HashMap<QueueAttributeName, String>, SetupError>;
+
+fn queue_policy(attributes: &QueueAttributes, n: &Names) -> Check {
     const LINK: &str = "queue policy";
-    match queue::attributes(&c.sqs, &record.queue_url).await {
+    match attributes {
         Ok(attributes) => {
             let current = attributes
                 .get(&QueueAttributeName::Policy)
@@ -235,16 +241,19 @@ async fn queue_policy(c: &Clients, record: &SetupRecord, n: &Names) -> Check {
             statements_check(
                 LINK,
                 "the queue policy",
-                missing_statements(current.as_ref(), &key::statements(&policy::queue_policy(n))),
+                missing_statements(
+                    current.as_ref(),
+                    &policy::statements(&policy::queue_policy(n)),
+                ),
             )
         }
         Err(e) => failed(LINK, e),
     }
 }
 
-async fn dead_letter(c: &Clients, record: &SetupRecord) -> Check {
+async fn dead_letter(c: &Clients, record: &SetupRecord, attributes: &QueueAttributes) -> Check {
     const LINK: &str = "dead-letter queue";
-    let attributes = match queue::attributes(&c.sqs, &record.queue_url).await {
+    let attributes = match attributes {
         Ok(a) => a,
         Err(e) => return failed(LINK, e),
     };
