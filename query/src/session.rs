@@ -228,18 +228,15 @@ pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<QueryResult>
     Ok(results)
 }
 
-/// The first column of the first row of `sql`'s result as an integer (a `count(*)`);
-/// `None` for no row or a null.
+/// The first column of the first row of `sql`'s (last) result as an integer (a
+/// `count(*)`); `None` for no row or a null.
 pub async fn query_count(ctx: &SessionContext, sql: &str) -> Result<Option<i64>, QueryError> {
     use datafusion::arrow::array::{Array, Int64Array};
-    let batches = ctx
-        .sql(sql)
-        .await
-        .map_err(QueryError::Plan)?
-        .collect()
-        .await
-        .map_err(QueryError::Execution)?;
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+    let results = run_sql(ctx, sql).await?;
+    let Some(batch) = results
+        .last()
+        .and_then(|r| r.batches.iter().find(|b| b.num_rows() > 0))
+    else {
         return Ok(None);
     };
     Ok(batch

@@ -122,6 +122,8 @@ pub struct Aws {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub rt: tokio::runtime::Runtime,
+    /// For the clients of other services a test needs.
+    pub config: aws_config::SdkConfig,
 }
 
 pub fn aws() -> Aws {
@@ -152,5 +154,6 @@ pub fn aws_in(region: &'static str) -> Aws {
         s3,
         sqs: aws_sdk_sqs::Client::new(&config),
         rt,
+        config,
     }
 }

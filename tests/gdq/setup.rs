@@ -6,10 +6,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use aws_config::BehaviorVersion;
 use serde_json::{Value, json};
 
-use crate::moto::{aws_env, moto, unique};
+use crate::moto::{Aws, aws_env, aws_in, unique};
 use crate::support::{run, sql_count, stderr, stdout};
 
 /// Clients of one region of the emulator.
@@ -26,27 +25,16 @@ struct Region {
 }
 
 fn region(name: &'static str) -> Region {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = rt.block_on(
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&moto().endpoint)
-            .region(aws_config::Region::new(name))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .load(),
-    );
+    let Aws {
+        s3,
+        sqs,
+        rt,
+        config,
+    } = aws_in(name);
     Region {
         name,
-        s3: aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        ),
-        sqs: aws_sdk_sqs::Client::new(&config),
+        s3,
+        sqs,
         kms: aws_sdk_kms::Client::new(&config),
         gd: aws_sdk_guardduty::Client::new(&config),
         sns: aws_sdk_sns::Client::new(&config),
@@ -82,6 +70,24 @@ impl Region {
     fn record(&self) -> Value {
         let text = std::fs::read_to_string(self.record_path()).expect("setup wrote its record");
         serde_json::from_str(&text).unwrap()
+    }
+
+    fn detector(&self, id: &str) -> aws_sdk_guardduty::operation::get_detector::GetDetectorOutput {
+        self.rt
+            .block_on(self.gd.get_detector().detector_id(id).send())
+            .expect("the detector exists")
+    }
+
+    fn key_state(&self, key: &str) -> String {
+        let described = self
+            .rt
+            .block_on(self.kms.describe_key().key_id(key).send())
+            .expect("the key exists");
+        described
+            .key_metadata()
+            .and_then(|m| m.key_state())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default()
     }
 
     fn detectors(&self) -> Vec<String> {
@@ -226,13 +232,7 @@ fn a_clean_account_gets_every_link_and_a_second_run_changes_nothing() {
 
     // Detector: the region's only one, enabled, as asked.
     assert_eq!(r.detectors(), vec![rec["detector_id"].as_str().unwrap()]);
-    let d =
-        r.rt.block_on(
-            r.gd.get_detector()
-                .detector_id(rec["detector_id"].as_str().unwrap())
-                .send(),
-        )
-        .unwrap();
+    let d = r.detector(rec["detector_id"].as_str().unwrap());
     assert_eq!(d.status().unwrap().as_str(), "ENABLED");
     assert_eq!(
         d.finding_publishing_frequency().unwrap().as_str(),
@@ -565,9 +565,7 @@ fn existing_detector_key_policies_and_notifications_are_merged_not_clobbered() {
         "the detector is reused"
     );
     assert_eq!(rec["detector_id"], detector.as_str());
-    let d =
-        r.rt.block_on(r.gd.get_detector().detector_id(&detector).send())
-            .unwrap();
+    let d = r.detector(&detector);
     assert_eq!(d.status().unwrap().as_str(), "ENABLED");
     assert_eq!(
         d.finding_publishing_frequency().unwrap().as_str(),
@@ -775,7 +773,7 @@ fn setup_then_verify_with_sample_findings_makes_them_queryable_exactly_once() {
         0
     );
     let keys = crate::moto::keys(
-        &crate::moto::aws_in(r.name),
+        &aws_in(r.name),
         &bucket,
         "guardduty/AWSLogs/123456789012/GuardDuty/ca-central-1/",
     );
@@ -813,7 +811,7 @@ fn teardown_removes_what_setup_made_and_keeps_detector_key_and_findings() {
         .args(["setup", "verify", "--sample-findings", "--timeout", "60s"]));
     assert!(verified.status.success(), "{}", stdout(&verified));
     let rec = r.record();
-    let objects = crate::moto::keys(&crate::moto::aws_in(r.name), &bucket, "AWSLogs/");
+    let objects = crate::moto::keys(&aws_in(r.name), &bucket, "AWSLogs/");
     assert_eq!(objects.len(), 1);
 
     let planned = run(r.gdq().args(["teardown", "--dry-run"]));
@@ -845,24 +843,10 @@ fn teardown_removes_what_setup_made_and_keeps_detector_key_and_findings() {
     assert!(topics.topics().is_empty(), "topic removed");
     assert!(!r.record_path().exists(), "record removed");
     // What stays: the enabled detector, the key, the bucket with the findings and policy.
-    let d =
-        r.rt.block_on(r.gd.get_detector().detector_id(detector).send())
-            .unwrap();
-    assert_eq!(d.status().unwrap().as_str(), "ENABLED");
-    let key =
-        r.rt.block_on(
-            r.kms
-                .describe_key()
-                .key_id(rec["key_arn"].as_str().unwrap())
-                .send(),
-        )
-        .unwrap();
+    assert_eq!(r.detector(detector).status().unwrap().as_str(), "ENABLED");
+    assert_eq!(r.key_state(rec["key_arn"].as_str().unwrap()), "Enabled");
     assert_eq!(
-        key.key_metadata().unwrap().key_state().unwrap().as_str(),
-        "Enabled"
-    );
-    assert_eq!(
-        crate::moto::keys(&crate::moto::aws_in(r.name), &bucket, "AWSLogs/"),
+        crate::moto::keys(&aws_in(r.name), &bucket, "AWSLogs/"),
         objects
     );
 
@@ -875,20 +859,9 @@ fn teardown_removes_what_setup_made_and_keeps_detector_key_and_findings() {
         "--delete-bucket",
     ]));
     assert!(all.status.success(), "{}", stderr(&all));
-    let d =
-        r.rt.block_on(r.gd.get_detector().detector_id(detector).send())
-            .unwrap();
-    assert_eq!(d.status().unwrap().as_str(), "DISABLED");
-    let key =
-        r.rt.block_on(
-            r.kms
-                .describe_key()
-                .key_id(rec["key_arn"].as_str().unwrap())
-                .send(),
-        )
-        .unwrap();
+    assert_eq!(r.detector(detector).status().unwrap().as_str(), "DISABLED");
     assert_eq!(
-        key.key_metadata().unwrap().key_state().unwrap().as_str(),
+        r.key_state(rec["key_arn"].as_str().unwrap()),
         "PendingDeletion"
     );
     assert!(
