@@ -210,7 +210,6 @@ fn options(args: &SetupArgs) -> Result<SetupOptions, Failure> {
         queue_name: args.queue_name.clone(),
         alerts_name: args.alerts_name.clone(),
         alerts: (!args.notify_emails.is_empty()).then(|| AlertsWanted {
-            name: args.alerts_name.clone(),
             emails: args.notify_emails.clone(),
             min_severity: args.min_severity,
         }),

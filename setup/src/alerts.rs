@@ -19,8 +19,6 @@ pub const TARGET_ID: &str = "gdq-alerts-topic";
 
 #[derive(Debug, Clone)]
 pub struct AlertsWanted {
-    /// Names the topic and the rule.
-    pub name: String,
     pub emails: Vec<String>,
     pub min_severity: f64,
 }
@@ -131,23 +129,24 @@ pub async fn ensure(
     events: &aws_sdk_eventbridge::Client,
     r: &mut Report<'_>,
     names: &Names,
+    name: &str,
     want: &AlertsWanted,
 ) -> Result<AlertsRecord, SetupError> {
-    let topic = topic_arn(names, &want.name);
-    let rule_arn = rule_arn(names, &want.name);
+    let topic = topic_arn(names, name);
+    let rule_arn = rule_arn(names, name);
     let names = Names {
         topic_arn: topic.clone(),
         rule_arn: rule_arn.clone(),
         ..names.clone()
     };
     // What did not exist before has no subscriptions or targets to list.
-    let topic_existed = ensure_topic(sns, r, &names, &want.name).await?;
+    let topic_existed = ensure_topic(sns, r, &names, name).await?;
     ensure_subscriptions(sns, r, &topic, &want.emails, topic_existed).await?;
-    let rule_existed = ensure_rule(events, r, &want.name, want.min_severity).await?;
-    ensure_target(events, r, &want.name, &topic, rule_existed).await?;
+    let rule_existed = ensure_rule(events, r, name, want.min_severity).await?;
+    ensure_target(events, r, name, &topic, rule_existed).await?;
     Ok(AlertsRecord {
         topic_arn: topic,
-        rule_name: want.name.clone(),
+        rule_name: name.to_string(),
         rule_arn,
         min_severity: want.min_severity,
     })

@@ -131,23 +131,25 @@ pub async fn setup(
         rule_arn: String::new(),
     };
 
-    names.detector_id = detector::ensure(&c.guardduty, r, &o.detector).await?;
-    let detector_exists = names.detector_id != detector::PLANNED;
+    let detector_exists;
+    (names.detector_id, detector_exists) = detector::ensure(&c.guardduty, r, &o.detector).await?;
 
-    names.key_arn = key::ensure(&c.kms, r, &o.key_alias, &names).await?;
-    let key_exists = names.key_arn != key::planned_arn(&names);
+    let key_exists;
+    (names.key_arn, key_exists) = key::ensure(&c.kms, r, &o.key_alias, &names).await?;
     key::ensure_policy(&c.kms, r, &names, key_exists).await?;
 
-    let bucket_existed = bucket::ensure(&c.s3, r, &names).await?;
+    let bucket_exists = bucket::ensure(&c.s3, r, &names).await?;
 
     let destination_id = destination::ensure(&c.guardduty, r, &names, detector_exists).await?;
 
     names.queue_arn = queue::queue_arn(&names, &o.queue_name);
     let (queue, dead_letter) = queue::ensure(&c.sqs, r, &names, &o.queue_name).await?;
-    notification::ensure(&c.s3, r, &names, bucket_existed || !r.dry_run).await?;
+    notification::ensure(&c.s3, r, &names, bucket_exists).await?;
 
     let alerts = match &o.alerts {
-        Some(want) => Some(alerts::ensure(&c.sns, &c.events, r, &names, want).await?),
+        Some(want) => {
+            Some(alerts::ensure(&c.sns, &c.events, r, &names, &o.alerts_name, want).await?)
+        }
         None => match alerts::existing(&c.events, &names, &o.alerts_name).await? {
             Some(found) => {
                 r.found(

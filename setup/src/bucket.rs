@@ -36,7 +36,8 @@ pub async fn exists(c: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, SetupE
     }
 }
 
-/// Creates or completes the bucket; returns whether it existed before.
+/// Creates or completes the bucket; returns whether it exists (not when a dry run only
+/// plans it).
 pub async fn ensure(
     c: &aws_sdk_s3::Client,
     r: &mut Report<'_>,
@@ -64,7 +65,7 @@ pub async fn ensure(
     ensure_public_access_block(c, r, bucket, existed).await?;
     ensure_encryption(c, r, names, existed).await?;
     ensure_policy(c, r, names, existed).await?;
-    Ok(existed)
+    Ok(existed || !r.dry_run)
 }
 
 async fn ensure_public_access_block(

@@ -32,12 +32,13 @@ pub async fn find(c: &aws_sdk_guardduty::Client) -> Result<Option<String>, Setup
     Ok(listed.detector_ids().first().cloned())
 }
 
-/// Creates the detector, or brings the existing one to `want`; returns its id.
+/// Creates the detector, or brings the existing one to `want`; returns its id and whether
+/// it exists (not when a dry run only plans it; its id is then [`PLANNED`]).
 pub async fn ensure(
     c: &aws_sdk_guardduty::Client,
     r: &mut Report<'_>,
     want: &DetectorWanted,
-) -> Result<String, SetupError> {
+) -> Result<(String, bool), SetupError> {
     let features = feature_list(&want.features);
     let Some(id) = find(c).await? else {
         let what = format!(
@@ -46,7 +47,7 @@ pub async fn ensure(
         );
         if r.dry_run {
             r.change(STEP, what);
-            return Ok(PLANNED.to_string());
+            return Ok((PLANNED.to_string(), false));
         }
         let created = c
             .create_detector()
@@ -62,7 +63,7 @@ pub async fn ensure(
             STEP,
             format!("created {id}: enabled, every {}{features}", want.frequency),
         );
-        return Ok(id);
+        return Ok((id, true));
     };
 
     let current = c
@@ -108,7 +109,7 @@ pub async fn ensure(
             STEP,
             format!("{id}: enabled, every {}{features}", want.frequency),
         );
-        return Ok(id);
+        return Ok((id, true));
     }
     if !r.dry_run {
         // Only the missing features are sent: GuardDuty changes the features named and
@@ -123,7 +124,7 @@ pub async fn ensure(
             .map_err(aws("guardduty:UpdateDetector"))?;
     }
     r.change(STEP, format!("{id} (existing): {}", fixes.join(", ")));
-    Ok(id)
+    Ok((id, true))
 }
 
 fn configurations(features: &[DetectorFeature]) -> Option<Vec<DetectorFeatureConfiguration>> {

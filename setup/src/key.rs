@@ -11,7 +11,7 @@ use crate::report::Report;
 const STEP: &str = "kms key";
 
 /// Stands for the ARN of the key a dry run would create.
-pub fn planned_arn(n: &Names) -> String {
+fn planned_arn(n: &Names) -> String {
     format!(
         "arn:{}:kms:{}:{}:key/<new-key-id>",
         n.partition, n.region, n.account
@@ -54,24 +54,24 @@ pub async fn find(c: &aws_sdk_kms::Client, alias: &str) -> Result<Option<String>
     Ok(meta.arn().map(str::to_string))
 }
 
-/// Finds or creates the key; returns its ARN. The policy comes later ([`ensure_policy`]):
-/// it names the key's own ARN.
+/// Finds or creates the key; returns its ARN and whether it exists (not when a dry run only
+/// plans it). The policy comes later ([`ensure_policy`]): it names the key's own ARN.
 pub async fn ensure(
     c: &aws_sdk_kms::Client,
     r: &mut Report<'_>,
     alias: &str,
     names: &Names,
-) -> Result<String, SetupError> {
+) -> Result<(String, bool), SetupError> {
     if let Some(arn) = find(c, alias).await? {
         r.found(STEP, format!("{alias} → {arn}"));
-        return Ok(arn);
+        return Ok((arn, true));
     }
     if r.dry_run {
         r.change(
             STEP,
             format!("create a symmetric ENCRYPT_DECRYPT key, tagged gdq:managed, named {alias}"),
         );
-        return Ok(planned_arn(names));
+        return Ok((planned_arn(names), false));
     }
     let tag = Tag::builder()
         .tag_key("gdq:managed")
@@ -98,7 +98,7 @@ pub async fn ensure(
         .map_err(aws("kms:CreateAlias"))?;
     let arn = meta.arn().unwrap_or(meta.key_id()).to_string();
     r.change(STEP, format!("created {arn} as {alias}"));
-    Ok(arn)
+    Ok((arn, true))
 }
 
 /// Merges gdq's statements into the key policy and turns rotation on.
