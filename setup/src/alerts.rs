@@ -92,8 +92,7 @@ pub fn wanted_target(topic_arn: &str) -> Result<Target, SetupError> {
     let transformer = InputTransformer::builder()
         .set_input_paths_map(Some(paths))
         .input_template(policy::ALERT_TEMPLATE)
-        .build()
-        .map_err(|e| SetupError::Usage(e.to_string()))?;
+        .build()?;
     Target::builder()
         .id(TARGET_ID)
         .arn(topic_arn)
@@ -169,8 +168,7 @@ async fn ensure_topic(
                         aws_sdk_sns::types::Tag::builder()
                             .key("gdq:managed")
                             .value("true")
-                            .build()
-                            .map_err(|e| SetupError::Usage(e.to_string()))?,
+                            .build()?,
                     )
                     .send()
                     .await

@@ -149,8 +149,7 @@ async fn ensure_encryption(
         let default = ServerSideEncryptionByDefault::builder()
             .sse_algorithm(ServerSideEncryption::AwsKms)
             .kms_master_key_id(&names.key_arn)
-            .build()
-            .map_err(|e| SetupError::Usage(e.to_string()))?;
+            .build()?;
         let configuration = ServerSideEncryptionConfiguration::builder()
             .rules(
                 ServerSideEncryptionRule::builder()
@@ -159,8 +158,7 @@ async fn ensure_encryption(
                     .bucket_key_enabled(true)
                     .build(),
             )
-            .build()
-            .map_err(|e| SetupError::Usage(e.to_string()))?;
+            .build()?;
         c.put_bucket_encryption()
             .bucket(&names.bucket)
             .server_side_encryption_configuration(configuration)

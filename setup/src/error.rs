@@ -19,6 +19,9 @@ pub enum SetupError {
     /// Bad arguments.
     #[error("{0}")]
     Usage(String),
+    /// An SDK request builder refused the fields gdq gave it: a bug in gdq, not in the input.
+    #[error("building an AWS request: {0}")]
+    Request(#[from] aws_sdk_s3::error::BuildError),
     /// The setup record could not be read or written.
     #[error("setup record {}: {message}", path.display())]
     Record { path: PathBuf, message: String },

@@ -76,8 +76,7 @@ pub async fn ensure(
     let tag = Tag::builder()
         .tag_key("gdq:managed")
         .tag_value("true")
-        .build()
-        .map_err(|e| SetupError::Usage(e.to_string()))?;
+        .build()?;
     let created = c
         .create_key()
         .description("GuardDuty findings exports (created by gdq setup)")

@@ -269,8 +269,7 @@ async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, SetupError> {
                 ObjectIdentifier::builder()
                     .key(key)
                     .set_version_id(version.map(str::to_string))
-                    .build()
-                    .map_err(|e| SetupError::Usage(e.to_string()))?,
+                    .build()?,
             );
         }
         if ids.is_empty() {
@@ -284,8 +283,7 @@ async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, SetupError> {
                     Delete::builder()
                         .set_objects(Some(chunk.to_vec()))
                         .quiet(true)
-                        .build()
-                        .map_err(|e| SetupError::Usage(e.to_string()))?,
+                        .build()?,
                 )
                 .send()
                 .await
