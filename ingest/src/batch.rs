@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gdq_schemas::{FindingRows, ParsedFinding, format_rfc3339_ms};
 
-use crate::decode::{Event, StreamCounts, for_each_finding, maybe_gunzip};
+use crate::decode::{Event, StreamCounts, TextBuffer, for_each_finding_in, maybe_gunzip};
 use crate::error::IngestError;
 use crate::fault::crash_point;
 use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord};
@@ -116,8 +116,16 @@ struct BatchWriters {
 }
 
 impl BatchWriters {
-    fn write(&self, finding_type: &str, rows: &mut FindingRows) -> Result<(), IngestError> {
-        let batch = rows.finish()?;
+    /// Hands `rows` to the type's writer. With `wait` false it gives up at once when another
+    /// thread is writing this type, and says so (`false`): the caller keeps the rows and goes
+    /// on decoding instead of sleeping on the lock (the largest type holds a fifth of all rows,
+    /// so both threads often want its writer at once).
+    fn write(
+        &self,
+        finding_type: &str,
+        rows: &mut FindingRows,
+        wait: bool,
+    ) -> Result<bool, IngestError> {
         let slot = {
             let mut map = lock(&self.writers);
             Arc::clone(map.entry(finding_type.to_string()).or_insert_with(|| {
@@ -133,14 +141,22 @@ impl BatchWriters {
             }))
         };
         {
-            let mut writer = lock(&slot.writer);
-            writer.write(&batch)?;
+            let mut writer = if wait {
+                lock(&slot.writer)
+            } else {
+                match slot.writer.try_lock() {
+                    Ok(writer) => writer,
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(TryLockError::WouldBlock) => return Ok(false),
+                }
+            };
+            writer.write(&rows.finish()?)?;
             self.account(&slot, writer.memory_size());
         }
         if self.memory.load(Ordering::Relaxed) > self.budget_bytes {
             self.shrink()?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Records a slot's new size; called with the slot's writer locked, so updates of one
@@ -202,6 +218,8 @@ pub struct TypeBuffers {
     ingested_at_ms: i64,
     by_type: HashMap<String, FindingRows>,
     bytes: usize,
+    /// The decoder's window, reused from one object to the next.
+    text: TextBuffer,
 }
 
 impl TypeBuffers {
@@ -217,10 +235,16 @@ impl TypeBuffers {
         let before = rows.approx_bytes();
         rows.append(finding, source);
         self.bytes += rows.approx_bytes() - before;
-        if rows.len() >= self.options.batch_rows || rows.approx_bytes() >= self.options.batch_bytes
-        {
-            self.bytes -= rows.approx_bytes();
-            self.writers.write(finding_type, rows)?;
+        let over = |limit: usize| {
+            rows.len() >= limit * self.options.batch_rows
+                || rows.approx_bytes() >= limit * self.options.batch_bytes
+        };
+        if over(1) {
+            // Past twice the batch size the rows wait for the writer rather than grow on.
+            let size = rows.approx_bytes();
+            if self.writers.write(finding_type, rows, over(2))? {
+                self.bytes -= size;
+            }
         }
         if self.bytes > self.options.worker_budget_bytes {
             self.shrink_to(self.options.worker_budget_bytes / 2)?;
@@ -228,8 +252,22 @@ impl TypeBuffers {
         Ok(())
     }
 
-    /// Flushes the largest buffers until at most `target` bytes are held.
+    /// Flushes the largest buffers until at most `target` bytes are held: first those whose
+    /// writer is free, then, if the budget is still exceeded (or everything must go), waiting.
     fn shrink_to(&mut self, target: usize) -> Result<(), IngestError> {
+        self.write_largest(target, false)?;
+        let limit = if target == 0 {
+            0
+        } else {
+            self.options.worker_budget_bytes
+        };
+        if self.bytes > limit {
+            self.write_largest(target, true)?;
+        }
+        Ok(())
+    }
+
+    fn write_largest(&mut self, target: usize, wait: bool) -> Result<(), IngestError> {
         let mut sizes: Vec<(usize, String)> = self
             .by_type
             .iter()
@@ -241,8 +279,9 @@ impl TypeBuffers {
             if self.bytes <= target {
                 break;
             }
-            if let Some(rows) = self.by_type.get_mut(&finding_type) {
-                self.writers.write(&finding_type, rows)?;
+            if let Some(rows) = self.by_type.get_mut(&finding_type)
+                && self.writers.write(&finding_type, rows, wait)?
+            {
                 self.bytes -= size;
             }
         }
@@ -321,6 +360,7 @@ impl Batch {
             ingested_at_ms: self.ingested_at_ms,
             by_type: HashMap::new(),
             bytes: 0,
+            text: TextBuffer::default(),
         }
     }
 
@@ -351,7 +391,8 @@ impl Batch {
         })?;
         let mut outcome = ObjectOutcome::default();
         let mut failure: Option<IngestError> = None;
-        let result = for_each_finding(reader, |event| {
+        let mut text = std::mem::take(&mut buffers.text);
+        let result = for_each_finding_in(&mut text, reader, |event| {
             if failure.is_some() {
                 return;
             }
@@ -379,6 +420,7 @@ impl Batch {
                 failure = Some(e);
             }
         });
+        buffers.text = text;
         if let Some(e) = failure {
             return Err(e);
         }

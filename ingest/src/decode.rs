@@ -11,7 +11,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use gdq_schemas::{LineError, ParsedFinding, parse_finding};
 use serde_json::value::RawValue;
 
-const CHUNK: u64 = 1 << 20;
+const CHUNK: usize = 1 << 20;
 /// A value joined over lines may grow to this many bytes before its first line is given up.
 const MAX_VALUE_BYTES: usize = 16 << 20;
 
@@ -62,11 +62,46 @@ enum LineOutcome {
 /// to `on_event`. An I/O error (for instance a corrupt gzip stream) ends the stream: what was
 /// reported before it stands, and the error is returned with the counts so far.
 pub fn for_each_finding<R: Read>(
+    input: R,
+    on_event: impl FnMut(Event<'_, '_>),
+) -> Result<StreamCounts, (io::Error, StreamCounts)> {
+    for_each_finding_in(&mut TextBuffer::default(), input, on_event)
+}
+
+/// The decoder's window over the text, kept by a worker from one object to the next: a
+/// fresh window per object costs page faults and zeroing on every object (measured: ~5 % of
+/// an ingest's CPU time between this buffer and the file buffer).
+#[derive(Default)]
+pub struct TextBuffer {
+    /// Initialized once and then overwritten: `read` wants initialized bytes.
+    bytes: Vec<u8>,
+}
+
+impl TextBuffer {
+    /// Makes room for `wanted` bytes after `filled`, giving back what an outsized value
+    /// (up to [`MAX_VALUE_BYTES`]) made it grow to once it is no longer needed.
+    fn room(&mut self, filled: usize, wanted: usize) -> usize {
+        let needed = filled + wanted;
+        if self.bytes.len() > 2 * CHUNK && needed <= 2 * CHUNK {
+            self.bytes.truncate(2 * CHUNK);
+            self.bytes.shrink_to_fit();
+        }
+        if self.bytes.len() < needed {
+            self.bytes.resize(needed.max(2 * CHUNK), 0);
+        }
+        needed
+    }
+}
+
+/// [`for_each_finding`] with a window the caller keeps between objects.
+pub fn for_each_finding_in<R: Read>(
+    text: &mut TextBuffer,
     mut input: R,
     mut on_event: impl FnMut(Event<'_, '_>),
 ) -> Result<StreamCounts, (io::Error, StreamCounts)> {
     let mut counts = StreamCounts::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(2 * CHUNK as usize);
+    // `buf[..filled]` holds text read and not yet consumed past `pos`.
+    let mut filled = 0usize;
     let mut pos = 0usize;
     let mut eof = false;
     let mut stream_error: Option<io::Error> = None;
@@ -76,6 +111,7 @@ pub fn for_each_finding<R: Read>(
 
     loop {
         let search_from = pos + joining.as_ref().map_or(0, |j| j.2);
+        let buf = &text.bytes[..filled];
         let newline = memchr::memchr(b'\n', &buf[search_from..]).map(|i| search_from + i);
         let Some(end) = newline else {
             if eof {
@@ -93,22 +129,32 @@ pub fn for_each_finding<R: Read>(
                 }
                 break;
             }
-            buf.drain(..pos);
+            text.bytes.copy_within(pos..filled, 0);
+            filled -= pos;
             pos = 0;
-            let before = buf.len();
-            // On an error, the bytes read before it are still appended to `buf`: decode them,
-            // drop the unfinished last line, and report the error at the end.
-            let result = input.by_ref().take(CHUNK).read_to_end(&mut buf);
-            counts.bytes += (buf.len() - before) as u64;
-            if let Err(e) = result {
-                stream_error = Some(e);
-                eof = true;
-                continue;
+            let before = filled;
+            let end = text.room(filled, CHUNK);
+            // On an error, the bytes read before it are kept: decode them, drop the
+            // unfinished last line, and report the error at the end.
+            while filled < end {
+                match input.read(&mut text.bytes[filled..end]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        stream_error = Some(e);
+                        eof = true;
+                        break;
+                    }
+                }
             }
-            if buf.len() == before {
+            counts.bytes += (filled - before) as u64;
+            if filled == before && !eof {
                 eof = true;
-                if buf.last().is_some_and(|&b| b != b'\n') {
-                    buf.push(b'\n');
+                if filled > 0 && text.bytes[filled - 1] != b'\n' {
+                    text.room(filled, 1);
+                    text.bytes[filled] = b'\n';
+                    filled += 1;
                 }
             }
             continue;
@@ -368,6 +414,39 @@ mod tests {
         });
         assert!(result.is_err());
         assert!(found > 0 && found < 2000, "{found}");
+    }
+
+    #[test]
+    fn a_reused_buffer_starts_each_object_clean() {
+        let mut text = TextBuffer::default();
+        let mut run = |input: &[u8]| {
+            let mut seen = Vec::new();
+            for_each_finding_in(&mut text, input, |e| match e {
+                Event::Finding { line, finding } => {
+                    seen.push(Seen::Ok(line, finding.id().to_string()))
+                }
+                Event::Bad(b) => seen.push(Seen::Bad(b.line, b.reason.to_string())),
+            })
+            .map_err(|(e, _)| e)
+            .unwrap();
+            seen
+        };
+        // A value longer than the window, then one cut off by the end of its object.
+        let long = format!(
+            "{{\"id\":\"long\",\"type\":\"T\",\"pad\":\"{}\"}}\n{{\"id\":\"cut",
+            "x".repeat(3 * CHUNK)
+        );
+        let first = run(long.as_bytes());
+        assert_eq!(first[0], ok(1, "long"));
+        assert!(matches!(&first[1], Seen::Bad(2, _)), "{first:?}");
+        assert_eq!(
+            run(b"{\"id\":\"next\",\"type\":\"T\"}\n"),
+            vec![ok(1, "next")]
+        );
+        assert!(
+            text.bytes.len() <= 2 * CHUNK,
+            "the outsized window was given back"
+        );
     }
 
     fn decode_reader(r: impl Read) -> (Vec<Seen>, StreamCounts) {

@@ -11,7 +11,12 @@ use crate::batch::{Batch, BatchOptions, TypeBuffers};
 use crate::error::IngestError;
 use crate::ledger::Ledger;
 use crate::progress::Progress;
-use crate::source::{LocalExport, content_source_id, discover};
+use crate::source::{LocalExport, content_id, content_source_id, discover, read_export};
+
+/// Exports up to this size are read once, whole, for both their identity and their rows
+/// (GuardDuty's are well under 1 MiB); larger files are streamed twice so memory stays
+/// bounded whatever a folder holds.
+const READ_WHOLE_BYTES: u64 = 16 << 20;
 use crate::warehouse::{Recovery, Warehouse};
 
 /// Tuning of an ingest run.
@@ -112,27 +117,36 @@ impl LocalBatch<'_> {
 
     fn work(&self) -> Result<(), IngestError> {
         let mut buffers = self.batch.buffers();
+        let mut bytes = Vec::new();
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(export) = self.exports.get(i) else {
                 break;
             };
-            let rows = self.ingest_object(export, &mut buffers)?;
+            let rows = self.ingest_object(export, &mut buffers, &mut bytes)?;
             self.progress.object_done(export.size, rows);
         }
         buffers.flush()
     }
 
+    /// Ingests one export; `bytes` is this thread's reused file buffer.
     fn ingest_object(
         &self,
         export: &LocalExport,
         buffers: &mut TypeBuffers,
+        bytes: &mut Vec<u8>,
     ) -> Result<u64, IngestError> {
         let failed = |e: IngestError| {
             self.counters.failed.fetch_add(1, Ordering::Relaxed);
             self.problem(e.to_string());
         };
-        let source_id = match content_source_id(&export.path) {
+        let whole = export.size <= READ_WHOLE_BYTES;
+        let identified = if whole {
+            read_export(&export.path, bytes).map(|()| content_id(bytes))
+        } else {
+            content_source_id(&export.path)
+        };
+        let source_id = match identified {
             Ok(id) => id,
             Err(e) => {
                 failed(e);
@@ -149,20 +163,24 @@ impl LocalBatch<'_> {
             self.counters.skipped.fetch_add(1, Ordering::Relaxed);
             return Ok(0);
         }
-        let file = match std::fs::File::open(&export.path) {
-            Ok(file) => file,
-            Err(source) => {
-                failed(IngestError::Input {
-                    path: export.path.clone(),
-                    source,
-                });
-                return Ok(0);
+        let ingested = if whole {
+            self.batch
+                .ingest_object(buffers, &export.uri, &source_id, &bytes[..])
+        } else {
+            match std::fs::File::open(&export.path) {
+                Ok(file) => self
+                    .batch
+                    .ingest_object(buffers, &export.uri, &source_id, file),
+                Err(source) => {
+                    failed(IngestError::Input {
+                        path: export.path.clone(),
+                        source,
+                    });
+                    return Ok(0);
+                }
             }
         };
-        let outcome = match self
-            .batch
-            .ingest_object(buffers, &export.uri, &source_id, file)
-        {
+        let outcome = match ingested {
             Ok(outcome) => outcome,
             Err(IngestError::Object { source, .. }) => {
                 failed(IngestError::Input {

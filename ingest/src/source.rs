@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 use crate::error::IngestError;
 use crate::notification::export_time_key;
@@ -126,25 +126,44 @@ pub fn file_uri(path: &Path) -> String {
 }
 
 /// Identity of a local export: a hash of its bytes, so the same export copied or moved is
-/// still recognised as ingested.
+/// still recognised as ingested. Streams the file; see [`content_id`] for bytes in memory.
 pub fn content_source_id(path: &Path) -> Result<String, IngestError> {
-    let mut file = File::open(path).map_err(|source| IngestError::Input {
+    let input = |source| IngestError::Input {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut file = File::open(path).map_err(input)?;
     let mut hasher = Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|source| IngestError::Input {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let n = file.read(&mut buf).map_err(input)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    Ok(format!("content-xxh3-{:032x}", hasher.digest128()))
+    Ok(id_of_digest(hasher.digest128()))
+}
+
+/// [`content_source_id`] of an export's bytes.
+pub fn content_id(bytes: &[u8]) -> String {
+    id_of_digest(xxh3_128(bytes))
+}
+
+fn id_of_digest(digest: u128) -> String {
+    format!("content-xxh3-{digest:032x}")
+}
+
+/// Reads a whole export into `bytes` (cleared first, its allocation reused).
+pub fn read_export(path: &Path, bytes: &mut Vec<u8>) -> Result<(), IngestError> {
+    bytes.clear();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(bytes))
+        .map(drop)
+        .map_err(|source| IngestError::Input {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -193,5 +212,12 @@ mod tests {
         let id = |n: &str| content_source_id(&dir.path().join(n)).unwrap();
         assert_eq!(id("a"), id("b"));
         assert_ne!(id("a"), id("c"));
+        let mut bytes = Vec::new();
+        read_export(&dir.path().join("a"), &mut bytes).unwrap();
+        assert_eq!(
+            content_id(&bytes),
+            id("a"),
+            "streamed and in-memory ids agree"
+        );
     }
 }
