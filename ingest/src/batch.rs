@@ -40,9 +40,10 @@ pub struct BatchOptions {
 }
 
 /// What [`BatchOptions::with_memory_budget`] gives when not told otherwise. Peak RSS runs at
-/// about three times the budget: 160 MiB kept the 1M-finding ingest at a median 499 MiB
-/// (README, benchmarks); 192 MiB gave 535 MiB for 5 % less wall time.
-pub const DEFAULT_MEMORY_BUDGET: usize = 160 << 20;
+/// about three and a half times the budget: 144 MiB kept the 1M-finding ingest at a median
+/// 488 MiB, 498 at most in 6 runs (README, benchmarks); 160 MiB gave a median 511 MiB and
+/// 527 at most, 192 MiB ~535 MiB for 5 % less wall time.
+pub const DEFAULT_MEMORY_BUDGET: usize = 144 << 20;
 
 impl BatchOptions {
     /// Splits one memory budget: three quarters to the open row groups (their size is what
