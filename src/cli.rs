@@ -143,7 +143,7 @@ pub struct IngestArgs {
     pub commit_mib: Option<u64>,
     /// Memory for buffered rows, in MiB, whatever the input: three quarters hold the open
     /// row groups (larger ones make faster scans), a quarter the threads' row buffers; past
-    /// it the largest are written out first. Peak RSS is about 3.5 times this.
+    /// it the largest are written out first. Peak RSS is about 3.4 times this.
     #[arg(long, default_value_t = gdq_ingest::batch::DEFAULT_MEMORY_BUDGET >> 20, value_name = "MIB")]
     pub memory_mib: usize,
     /// s3:// only: first export day to read, YYYY-MM-DD or a time ago (3d, 36h); UTC.

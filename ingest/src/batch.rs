@@ -40,7 +40,7 @@ pub struct BatchOptions {
 }
 
 /// What [`BatchOptions::with_memory_budget`] gives when not told otherwise. Peak RSS runs at
-/// about three and a half times the budget: 144 MiB kept the 1M-finding ingest at a median
+/// about 3.4 times the budget: 144 MiB kept the 1M-finding ingest at a median
 /// 488 MiB, 498 at most in 6 runs (README, benchmarks); 160 MiB gave a median 511 MiB and
 /// 527 at most, 192 MiB ~535 MiB for 5 % less wall time.
 pub const DEFAULT_MEMORY_BUDGET: usize = 144 << 20;
@@ -127,19 +127,26 @@ impl BatchWriters {
         rows: &mut FindingRows,
         wait: bool,
     ) -> Result<bool, IngestError> {
+        // Looked up before inserting: a busy writer is asked again at every row, and the
+        // type's name is copied only for a new writer.
         let slot = {
             let mut map = lock(&self.writers);
-            Arc::clone(map.entry(finding_type.to_string()).or_insert_with(|| {
-                Arc::new(WriterSlot {
-                    writer: Mutex::new(PartitionWriter::new(
-                        finding_type,
-                        &self.staging_root,
-                        &self.batch,
-                        self.target_file_bytes,
-                    )),
-                    memory: AtomicUsize::new(0),
-                })
-            }))
+            match map.get(finding_type) {
+                Some(slot) => Arc::clone(slot),
+                None => {
+                    let slot = Arc::new(WriterSlot {
+                        writer: Mutex::new(PartitionWriter::new(
+                            finding_type,
+                            &self.staging_root,
+                            &self.batch,
+                            self.target_file_bytes,
+                        )),
+                        memory: AtomicUsize::new(0),
+                    });
+                    map.insert(finding_type.to_string(), Arc::clone(&slot));
+                    slot
+                }
+            }
         };
         {
             let mut writer = if wait {

@@ -12,12 +12,12 @@ use crate::error::IngestError;
 use crate::ledger::Ledger;
 use crate::progress::Progress;
 use crate::source::{LocalExport, content_id, content_source_id, discover, read_export};
+use crate::warehouse::{Recovery, Warehouse};
 
 /// Exports up to this size are read once, whole, for both their identity and their rows
 /// (GuardDuty's are well under 1 MiB); larger files are streamed twice so memory stays
 /// bounded whatever a folder holds.
 const READ_WHOLE_BYTES: u64 = 16 << 20;
-use crate::warehouse::{Recovery, Warehouse};
 
 /// Tuning of an ingest run.
 #[derive(Debug, Clone)]
