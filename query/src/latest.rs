@@ -404,9 +404,10 @@ impl NewestVersions {
             self.stored_rows += kept.len();
             batches.push(take_record_batch(&batch, &UInt32Array::from(kept))?);
         }
-        // Most stored rows superseded (a finding GuardDuty updates every few minutes has
-        // hundreds of versions): keep only the newest ones, so memory follows the number of
-        // ids, not of versions. Each row is moved at most once per doubling: amortized O(1).
+        // Most stored rows superseded (a recurring finding is exported again at each update,
+        // so it can have hundreds of versions): keep only the newest ones, so memory follows
+        // the number of ids, not of versions. A compaction needs as many new rows as it keeps,
+        // so each row is copied O(1) times on average.
         if self.stored_rows >= 2 * self.newest.len() + COMPACT_SLACK_ROWS {
             self.compact(COMPACT_BATCH_ROWS)?;
         }
