@@ -36,7 +36,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
     Partitioning, PlanProperties, ReplaceChildrenOptions, SendableRecordBatchStream,
 };
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hashbrown::HashTable;
 
 /// The columns that pick the version, in order of precedence after `id`.
@@ -174,9 +174,10 @@ impl NewestPerIdExec {
 
 impl DisplayAs for NewestPerIdExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let [updated, count] = NEWEST_FIRST;
         write!(
             f,
-            "NewestPerIdExec: key=id, newest by [updated_at DESC NULLS LAST, count DESC NULLS LAST]"
+            "NewestPerIdExec: key={ID}, newest by [{updated} DESC NULLS LAST, {count} DESC NULLS LAST]"
         )
     }
 }
@@ -250,14 +251,10 @@ impl ExecutionPlan for NewestPerIdExec {
             while let Some(batch) = input.next().await {
                 versions.add(batch?)?;
             }
-            versions.into_batches(batch_size)
+            let batches = versions.gather(batch_size)?;
+            Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
         })
-        .flat_map(|batches| {
-            futures::stream::iter(match batches {
-                Ok(batches) => batches.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            })
-        });
+        .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, newest)))
     }
 }
@@ -440,11 +437,6 @@ impl NewestVersions {
             })
             .collect()
     }
-
-    /// The newest versions, `batch_size` rows per batch.
-    fn into_batches(self, batch_size: usize) -> Result<Vec<RecordBatch>> {
-        self.gather(batch_size)
-    }
 }
 
 #[cfg(test)]
@@ -491,6 +483,17 @@ mod tests {
         n
     }
 
+    /// Adds one batch with a version of every id of `ids`, all ranked `(updated_at, count)`,
+    /// named `first_n`, `first_n + 1`, … in order.
+    fn add_round(versions: &mut NewestVersions, ids: &[String], rank: (i64, i64), first_n: i64) {
+        let rows: Vec<(&str, Option<i64>, Option<i64>, i64)> = ids
+            .iter()
+            .zip(first_n..)
+            .map(|(id, n)| (id.as_str(), Some(rank.0), Some(rank.1), n))
+            .collect();
+        versions.add(batch(&rows)).expect("add");
+    }
+
     #[test]
     fn keeps_the_newest_version_of_each_id_across_batches() {
         let mut versions = NewestVersions::new([0, 1, 2]);
@@ -516,7 +519,7 @@ mod tests {
             ]))
             .expect("add");
         versions.add(batch(&[])).expect("an empty batch");
-        let out = versions.into_batches(2).expect("batches");
+        let out = versions.gather(2).expect("batches");
         assert!(out.iter().all(|b| b.num_rows() <= 2));
         assert_eq!(kept(&out), vec![5, 7, 8, 9]);
     }
@@ -527,14 +530,9 @@ mod tests {
         let mut versions = NewestVersions::new([0, 1, 2]);
         let ids: Vec<String> = (0..5_000).map(|i| format!("{i:032x}")).collect();
         for round in 0..3_i64 {
-            let rows: Vec<(&str, Option<i64>, Option<i64>, i64)> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (id.as_str(), Some(round), Some(1), round * 10_000 + i as i64))
-                .collect();
-            versions.add(batch(&rows)).expect("add");
+            add_round(&mut versions, &ids, (round, 1), round * 10_000);
         }
-        let out = versions.into_batches(1024).expect("batches");
+        let out = versions.gather(1024).expect("batches");
         let expected: Vec<i64> = (0..5_000).map(|i| 20_000 + i).collect();
         assert_eq!(kept(&out), expected);
     }
@@ -545,16 +543,11 @@ mod tests {
         let mut versions = NewestVersions::new([0, 1, 2]);
         let ids: Vec<String> = (0..100).map(|i| format!("id-{i}")).collect();
         for round in 0..1_000_i64 {
-            let rows: Vec<(&str, Option<i64>, Option<i64>, i64)> = ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (id.as_str(), Some(1), Some(round), round * 100 + i as i64))
-                .collect();
-            versions.add(batch(&rows)).expect("add");
+            add_round(&mut versions, &ids, (1, round), round * 100);
             assert!(versions.stored_rows < 2 * 100 + COMPACT_SLACK_ROWS);
         }
         assert!(versions.batches.len() < 1_000, "compacted at least once");
-        let out = versions.into_batches(8192).expect("batches");
+        let out = versions.gather(8192).expect("batches");
         let expected: Vec<i64> = (0..100).map(|i| 999 * 100 + i).collect();
         assert_eq!(kept(&out), expected);
     }
