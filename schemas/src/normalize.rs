@@ -285,6 +285,16 @@ impl FindingRows {
         }
     }
 
+    /// Gives the raw `finding` buffer room for `bytes` of JSON, when no row is buffered.
+    /// Grown by doubling instead, a batch of a few MB is copied once more on the way and
+    /// each step above the allocator's largest size class takes fresh pages from the
+    /// kernel. Untouched room costs address space, not memory.
+    pub fn reserve_finding_bytes(&mut self, bytes: usize) {
+        if self.len == 0 && self.finding.values_capacity() < bytes {
+            self.finding = StringBuilder::with_capacity(0, bytes);
+        }
+    }
+
     /// Rows appended since the last [`FindingRows::finish`].
     pub fn len(&self) -> usize {
         self.len
@@ -549,5 +559,29 @@ mod tests {
         assert_eq!(batch.schema(), crate::findings_schema());
         assert_eq!(batch.num_rows(), 1);
         assert_eq!(rows.len(), 0);
+    }
+
+    #[test]
+    fn room_for_the_raw_json_is_made_only_between_batches() {
+        let line = r#"{"id":"a","type":"Recon:EC2/Portscan"}"#;
+        let f = parse_finding(line).unwrap();
+        let mut rows = FindingRows::new(0);
+        rows.reserve_finding_bytes(1 << 20);
+        assert!(rows.finding.values_capacity() >= 1 << 20);
+        rows.append(&f, "file:///x");
+        let before = rows.finding.values_capacity();
+        // With a row buffered, a new buffer would lose it: nothing changes.
+        rows.reserve_finding_bytes(4 << 20);
+        assert_eq!(rows.finding.values_capacity(), before);
+        rows.append(&f, "file:///x");
+        let batch = rows.finish().unwrap();
+        let finding = batch
+            .column_by_name("finding")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
+        assert_eq!(arrow_array::Array::len(finding), 2);
+        assert!(finding.iter().all(|v| v == Some(line)));
     }
 }
