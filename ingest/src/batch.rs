@@ -42,9 +42,8 @@ pub struct BatchOptions {
 }
 
 /// What [`BatchOptions::with_memory_budget`] gives when not told otherwise. Peak RSS runs at
-/// about 3.4 times the budget: 144 MiB kept the 1M-finding ingest at a median
-/// 488 MiB, 498 at most in 6 runs (README, benchmarks); 160 MiB gave a median 511 MiB and
-/// 527 at most, 192 MiB ~535 MiB for 5 % less wall time.
+/// about 3.2 times the budget: 144 MiB kept the 1M-finding ingest at a median 464 MiB, 478
+/// at most in 9 runs (README, benchmarks).
 pub const DEFAULT_MEMORY_BUDGET: usize = 144 << 20;
 
 impl BatchOptions {
@@ -214,7 +213,10 @@ impl BatchWriters {
                 IngestError::Internal(format!("writer of {finding_type:?} still in use at commit"))
             })?;
             let size = slot.memory.load(Ordering::Relaxed);
-            writers.push((size, slot.writer.into_inner().unwrap_or_else(|p| p.into_inner())));
+            writers.push((
+                size,
+                slot.writer.into_inner().unwrap_or_else(|p| p.into_inner()),
+            ));
         }
         // Largest first, so the last one to close is a small one.
         writers.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
@@ -239,7 +241,9 @@ impl BatchWriters {
             let mut closed = vec![close_all()];
             closed.extend(helpers.into_iter().map(|helper| {
                 helper.join().unwrap_or_else(|_| {
-                    Err(IngestError::Internal("a file-closing thread panicked".into()))
+                    Err(IngestError::Internal(
+                        "a file-closing thread panicked".into(),
+                    ))
                 })
             }));
             closed
