@@ -235,9 +235,7 @@ impl BatchWriters {
             }
         };
         let closed: Vec<Result<Vec<FileRecord>, IngestError>> = std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads.max(1))
-                .map(|_| scope.spawn(close_all))
-                .collect();
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(close_all)).collect();
             let mut closed = vec![close_all()];
             closed.extend(helpers.into_iter().map(|helper| {
                 helper.join().unwrap_or_else(|_| {

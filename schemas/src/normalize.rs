@@ -563,6 +563,7 @@ mod tests {
 
     #[test]
     fn room_for_the_raw_json_is_made_only_between_batches() {
+        use arrow_array::cast::AsArray;
         let line = r#"{"id":"a","type":"Recon:EC2/Portscan"}"#;
         let f = parse_finding(line).unwrap();
         let mut rows = FindingRows::new(0);
@@ -575,12 +576,7 @@ mod tests {
         assert_eq!(rows.finding.values_capacity(), before);
         rows.append(&f, "file:///x");
         let batch = rows.finish().unwrap();
-        let finding = batch
-            .column_by_name("finding")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow_array::StringArray>()
-            .unwrap();
+        let finding = batch.column_by_name("finding").unwrap().as_string::<i32>();
         assert_eq!(arrow_array::Array::len(finding), 2);
         assert!(finding.iter().all(|v| v == Some(line)));
     }
