@@ -14,6 +14,7 @@ use gdq_schemas::{FindingRows, ParsedFinding, format_rfc3339_ms};
 use crate::decode::{Event, StreamCounts, TextBuffer, for_each_finding_in, maybe_gunzip};
 use crate::error::IngestError;
 use crate::fault::crash_point;
+use crate::id_index::stage_id_index;
 use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord};
 use crate::quarantine::QuarantineWriter;
 use crate::warehouse::{Warehouse, WarehouseLock, quarantine_key};
@@ -519,14 +520,15 @@ impl Batch {
         let mut sources = sources.into_inner().unwrap_or_else(|p| p.into_inner());
 
         // Large uploads happen before the lock, so writers only queue for the short part.
-        let staged = |files: &[FileRecord], quarantined: u64| -> Vec<String> {
+        let staged = |files: &[FileRecord], quarantined: u64| -> Result<Vec<String>, IngestError> {
             let mut relatives: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+            relatives.extend(stage_id_index(&staging_root, &id, files)?);
             if quarantined > 0 {
                 relatives.push(quarantine_key(&id));
             }
-            relatives
+            Ok(relatives)
         };
-        warehouse.upload_staged(&id, &staged(&files, quarantined))?;
+        warehouse.upload_staged(&id, &staged(&files, quarantined)?)?;
 
         let _commit_lock = warehouse.lock()?;
         ledger.refresh(&warehouse)?;
@@ -541,7 +543,9 @@ impl Batch {
             quarantined = drop_quarantine_records(&quarantine_path, &duplicates)?;
             if warehouse.remote().is_some() {
                 warehouse.discard_staged_remote(&id)?;
-                warehouse.upload_staged(&id, &staged(&files, quarantined))?;
+                warehouse.upload_staged(&id, &staged(&files, quarantined)?)?;
+            } else {
+                stage_id_index(&staging_root, &id, &files)?;
             }
         }
         if sources.is_empty() && quarantined == 0 {

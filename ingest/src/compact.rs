@@ -3,14 +3,16 @@
 //!
 //! Protocol, per partition (a compaction is a batch like any other, id prefixed `c`):
 //! 1. read the partition's files as listed now, merge, sort, optionally dedupe, and stage the
-//!    outputs (`_gdq/staging/c…/findings/type=…/c…-00000.parquet`, uploaded for S3);
+//!    outputs (`_gdq/staging/c…/findings/type=…/c…-00000.parquet`, uploaded for S3) and
+//!    their id index (`_gdq/staging/c…/_gdq/index/c….ids`);
 //! 2. under the commit lock, check every input still exists (another compaction may have
 //!    taken them), then write the manifest `_gdq/staging/c…/compaction.json`;
-//! 3. move the outputs into `findings/` — gdq readers ignore files of compactions without
-//!    a record, so they see either the inputs or the outputs, never both;
+//! 3. move the outputs into `findings/` and the index into `_gdq/index/` — gdq readers
+//!    ignore files of compactions without a record, so they see either the inputs or the
+//!    outputs, never both;
 //! 4. write the record `_gdq/compactions/c….json` (the commit point): from now on gdq
 //!    readers ignore the inputs;
-//! 5. delete the inputs, then the staging.
+//! 5. delete the inputs, the id indexes of commits with no file left, then the staging.
 //!
 //! Recovery (any writer, under the lock) finds the manifest of an interrupted compaction:
 //! with a record it finishes step 5, without one it deletes the outputs. The ledger is not
@@ -25,7 +27,7 @@ use arrow_array::{Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_select::concat::concat_batches;
 use gdq_schemas::{
     COMPACTIONS_DONE_DIR, PARTITION_COLUMN, decode_partition_value, findings_schema,
-    format_rfc3339_ms,
+    format_rfc3339_ms, id_index_key,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::batch::{new_batch_id, now_ms};
 use crate::error::IngestError;
+use crate::id_index::{retire_id_indexes, stage_id_index};
 use crate::ledger::FileRecord;
 use crate::warehouse::{DataFile, Recovery, Warehouse};
 use crate::writer::{PartitionWriter, ROW_GROUP_ROWS, sort_by_updated_at};
@@ -426,7 +429,8 @@ fn compact_partition(
             bytes: f.bytes,
         })
         .collect();
-    let output_paths: Vec<String> = outputs.iter().map(|f| f.path.clone()).collect();
+    let mut output_paths: Vec<String> = outputs.iter().map(|f| f.path.clone()).collect();
+    output_paths.extend(stage_id_index(&staging_root, &batch, &outputs)?);
     warehouse.upload_staged(&batch, &output_paths)?;
     let mut record = CompactionRecord {
         format: 1,
@@ -464,6 +468,14 @@ fn compact_partition(
     }
     crate::fault::crash_point("compact-after-record");
     warehouse.delete_files(&record.inputs)?;
+    let inputs: HashSet<&String> = record.inputs.iter().collect();
+    let remaining: Vec<String> = present
+        .iter()
+        .filter(|f| !inputs.contains(f))
+        .cloned()
+        .chain(record.outputs.iter().map(|f| f.path.clone()))
+        .collect();
+    retire_id_indexes(warehouse, &record.inputs, &remaining)?;
     retire_record(warehouse, &batch)?;
     drop(live);
     warehouse.discard_staged(&batch)?;
@@ -498,6 +510,12 @@ pub(crate) fn recover(
         })?;
     if warehouse.get_meta(&record_key(batch))?.is_some() {
         warehouse.delete_files(&manifest.inputs)?;
+        let remaining: Vec<String> = warehouse
+            .data_files()?
+            .into_iter()
+            .map(|f| f.relative)
+            .collect();
+        retire_id_indexes(warehouse, &manifest.inputs, &remaining)?;
         retire_record(warehouse, batch)?;
         return Ok(true);
     }
@@ -507,7 +525,12 @@ pub(crate) fn recover(
     {
         return Ok(true);
     }
-    let outputs: Vec<String> = manifest.outputs.iter().map(|f| f.path.clone()).collect();
+    let outputs: Vec<String> = manifest
+        .outputs
+        .iter()
+        .map(|f| f.path.clone())
+        .chain([id_index_key(batch)])
+        .collect();
     warehouse.delete_files(&outputs)?;
     Ok(false)
 }

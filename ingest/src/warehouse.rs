@@ -5,6 +5,7 @@
 //! <root>/_gdq/commits/<batch>.json                    the ledger: one record per commit
 //! <root>/_gdq/staging/<batch>/…                       files of a batch not yet published
 //! <root>/_gdq/quarantine/<batch>.jsonl                lines and objects that could not be ingested
+//! <root>/_gdq/index/<batch>.ids                       the `id` bloom filters of the batch's files
 //! <root>/_gdq/lock                                    held while one writer commits or recovers
 //! ```
 //!
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use crate::error::IngestError;
 use crate::ledger::{CommitRecord, parse_record, read_commit, sync_dir};
 use crate::remote::{Lease, Remote, S3Location};
+use gdq_schemas::id_index_key;
 
 const COMMITS: &str = "_gdq/commits";
 const STAGING: &str = "_gdq/staging";
@@ -388,7 +390,7 @@ impl Warehouse {
             .files
             .iter()
             .map(|f| f.path.clone())
-            .chain(std::iter::once(quarantine_key(batch)))
+            .chain([id_index_key(batch), quarantine_key(batch)])
             .collect();
         let (first, rest) = paths.split_at(1);
         self.publish_staged(batch, first)?;

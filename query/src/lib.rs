@@ -8,6 +8,7 @@
 pub mod drift;
 mod error;
 pub mod format;
+mod id_lookup;
 pub mod latest;
 mod session;
 mod snapshot;

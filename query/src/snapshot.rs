@@ -5,7 +5,8 @@
 //! see both. This table wraps the listing table and drops, from every scan, the inputs of
 //! committed compactions and the outputs of uncommitted ones. The records are read before
 //! and after the listing; if a compaction committed in between, the scan is planned again,
-//! so a query sees the files before a compaction or after it, never both or neither.
+//! so a query sees the files before a compaction or after it, never both or neither. A
+//! lookup by id also drops the files the id index rules out (`crate::id_lookup`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use datafusion::catalog::{ScanArgs, ScanResult, Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Constraints, Statistics};
 use datafusion::datasource::TableType;
-use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::listing::{ListingTable, PartitionedFile};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
@@ -26,6 +27,8 @@ use gdq_schemas::{
     COMPACTIONS_DIR as COMPACTIONS, COMPACTIONS_DONE_DIR, CompactionView as Compactions,
 };
 use object_store::ObjectStore;
+
+use crate::id_lookup::{looked_up_ids, table_relative};
 
 /// How often a scan is planned again when compactions keep committing under it.
 const ATTEMPTS: usize = 8;
@@ -118,10 +121,10 @@ impl RecordSource {
     }
 }
 
-/// Drops hidden files from every file scan of `plan`.
-fn without_hidden(
+/// Keeps, in every file scan of `plan`, only the files `keep` accepts.
+fn retain_files(
     plan: Arc<dyn ExecutionPlan>,
-    compactions: &Compactions,
+    keep: impl Fn(&PartitionedFile) -> bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
@@ -130,19 +133,23 @@ fn without_hidden(
         let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
             return Ok(Transformed::no(node));
         };
-        let hidden = |f: &datafusion::datasource::listing::PartitionedFile| {
-            compactions.hides(f.object_meta.location.filename().unwrap_or_default())
-        };
+        let hidden = |f: &PartitionedFile| !keep(f);
         if !config.file_groups.iter().any(|g| g.iter().any(hidden)) {
             return Ok(Transformed::no(node));
         }
-        let groups: Vec<FileGroup> = config
+        let mut groups: Vec<FileGroup> = config
             .file_groups
             .iter()
             .map(|g| FileGroup::new(g.iter().filter(|f| !hidden(f)).cloned().collect()))
             .filter(|g| !g.is_empty())
             .collect();
-        // The listing's statistics counted the hidden files: they must not answer count(*).
+        if groups.is_empty() {
+            // A scan of no partition at all breaks operators above it that need one (a
+            // sort: "does not satisfy distribution requirements"); one empty group reads
+            // nothing just as well.
+            groups.push(FileGroup::new(Vec::new()));
+        }
+        // The listing's statistics counted the dropped files: they must not answer count(*).
         let schema = config.file_schema();
         let rebuilt = FileScanConfigBuilder::from(config.clone())
             .with_file_groups(groups)
@@ -210,7 +217,21 @@ impl TableProvider for FindingsTable {
                 .into_inner();
             let after = self.records.read().await?;
             if after == before {
-                return Ok(without_hidden(plan, &before)?.into());
+                let visible = |f: &PartitionedFile| {
+                    !before.hides(f.object_meta.location.filename().unwrap_or_default())
+                };
+                let plan = match args.filters().and_then(looked_up_ids) {
+                    None => retain_files(plan, visible)?,
+                    Some(ids) => {
+                        let index = self.records.read_id_index().await?;
+                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        retain_files(plan, |f| {
+                            visible(f)
+                                && index.may_contain(&table_relative(&f.object_meta.location), &ids)
+                        })?
+                    }
+                };
+                return Ok(plan.into());
             }
             before = after;
         }

@@ -67,6 +67,15 @@ fn hundreds_of_small_files_become_one_with_the_same_rows() {
     ingest_one_commit_per_object(wh.path(), exports.path());
     assert_eq!(files_of_type(wh.path()), 240);
     let before = row_fingerprint(wh.path());
+    let indexes = || {
+        let mut names: Vec<String> = walk(&wh.path().join("_gdq/index"))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(indexes().len(), 240, "one id index per commit");
 
     let out = compact(wh.path(), &[]);
     assert!(
@@ -76,6 +85,16 @@ fn hundreds_of_small_files_become_one_with_the_same_rows() {
     );
     assert_eq!(files_of_type(wh.path()), 1);
     assert_eq!(row_fingerprint(wh.path()), before);
+    let after = indexes();
+    assert!(
+        after.len() == 1 && after[0].starts_with('c'),
+        "the inputs' indexes are retired, the output's written: {after:?}"
+    );
+    let lookup = "select id from findings where id = 'f117-2'";
+    assert_eq!(sql_rows(wh.path(), lookup), [["f117-2"]]);
+    assert_eq!(scanned_files(wh.path(), lookup).len(), 1);
+    let absent = "select id from findings where id = 'f117-3'";
+    assert!(scanned_files(wh.path(), absent).is_empty());
     let records = |dir: &str| {
         std::fs::read_dir(wh.path().join(dir))
             .unwrap()

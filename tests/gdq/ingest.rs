@@ -410,6 +410,9 @@ fn a_lookup_by_id_skips_row_groups_by_the_bloom_filter() {
     )[0][0]
         .clone();
     let absent = format!("{id}0");
+    // With the id index the scan would open no file at all; without it (a warehouse written
+    // before it, or files from another writer) the files' own bloom filters do the work.
+    std::fs::remove_dir_all(wh.path().join("_gdq/index")).unwrap();
     let plan = sql_rows(
         wh.path(),
         &format!("explain analyze select * from findings where id = '{absent}'"),

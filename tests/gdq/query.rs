@@ -131,6 +131,85 @@ fn findings_latest_breaks_ties_by_count_keeps_one_row_and_filters_by_id() {
 }
 
 #[test]
+fn a_lookup_by_id_opens_only_the_files_the_id_index_allows() {
+    let wh = bundled_warehouse();
+    let indexes = walk(&wh.path().join("_gdq/index"));
+    assert_eq!(indexes.len(), 1, "one index file per commit: {indexes:?}");
+    let total = data_files(wh.path());
+    assert!(
+        total > 50,
+        "the bundled data spans many types: {total} files"
+    );
+
+    let mut versions: std::collections::BTreeMap<String, u64> = Default::default();
+    for f in oracle_findings(&testdata("exports")) {
+        *versions
+            .entry(f["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let sample: Vec<(&String, &u64)> = versions.iter().step_by(versions.len() / 16).collect();
+    let mut opened = 0;
+    for (id, n) in &sample {
+        let lookup = format!("select * from findings where id = '{id}'");
+        let files = scanned_files(wh.path(), &lookup);
+        assert!(
+            (1..=2).contains(&files.len()),
+            "{id}: {} of {total} files",
+            files.len()
+        );
+        opened += files.len();
+        assert_eq!(sql_rows(wh.path(), &lookup).len() as u64, **n, "{id}");
+    }
+    assert!(
+        opened <= sample.len() + 2,
+        "{opened} files for {} ids",
+        sample.len()
+    );
+
+    // An IN list keeps the files of every id; the view filters through the same scan.
+    let (a, b) = (sample[0].0, sample[1].0);
+    let both = format!("select count(*) from findings where id in ('{a}', '{b}')");
+    assert_eq!(sql_count(wh.path(), &both), sample[0].1 + sample[1].1);
+    let latest = format!("select count(*) from findings_latest where id = '{a}' or id = '{b}'");
+    assert_eq!(sql_count(wh.path(), &latest), 2);
+    assert!(scanned_files(wh.path(), &latest).len() <= 4);
+
+    // An id in no file: no rows, and a plan above an emptied scan (a sort) still runs.
+    let none = "select * from findings where id = 'no-such-id' order by updated_at";
+    assert!(scanned_files(wh.path(), none).len() <= 1);
+    assert_eq!(sql_rows(wh.path(), none).len(), 0);
+}
+
+#[test]
+fn a_damaged_or_missing_id_index_only_makes_lookups_slower() {
+    let wh = bundled_warehouse();
+    let id = sql_rows(wh.path(), "select min(id) from findings")
+        .remove(0)
+        .remove(0);
+    let lookup = format!("select * from findings where id = '{id}' order by updated_at, source");
+    let rows = sql_rows(wh.path(), &lookup);
+    assert!(!rows.is_empty());
+    let total = data_files(wh.path());
+    assert!(scanned_files(wh.path(), &lookup).len() < total);
+
+    let index = walk(&wh.path().join("_gdq/index")).remove(0);
+    let mut bytes = std::fs::read(&index).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&index, &bytes).unwrap();
+    assert_eq!(sql_rows(wh.path(), &lookup), rows, "damaged index");
+    assert_eq!(
+        scanned_files(wh.path(), &lookup).len(),
+        total,
+        "damaged index"
+    );
+
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(sql_rows(wh.path(), &lookup), rows, "no index");
+    assert_eq!(scanned_files(wh.path(), &lookup).len(), total, "no index");
+}
+
+#[test]
 fn json_functions_reach_fields_without_a_column() {
     let wh = bundled_warehouse();
     let expected = oracle_findings(&testdata("exports"))

@@ -66,6 +66,27 @@ fn an_s3_warehouse_holds_the_rows_of_a_local_one_and_a_rerun_adds_nothing() {
     assert_eq!(rows, sql_count(wh, "select count(*) from findings"));
     assert_eq!(status["objects"], 11);
     assert_eq!(status["staged_batches"], 0);
+
+    // The id index is published with its commit and narrows a lookup in S3 as locally.
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|k| k.contains("/_gdq/index/") && k.ends_with(".ids"))
+            .count(),
+        1,
+        "{stored:?}"
+    );
+    let id = sql_rows(wh, "select min(id) from findings")
+        .remove(0)
+        .remove(0);
+    let lookup = format!("select id from findings where id = '{id}'");
+    assert!(!sql_rows(wh, &lookup).is_empty());
+    let scanned = scanned_files(wh, &lookup).len();
+    assert!(
+        (1..=2).contains(&scanned),
+        "{scanned} of {} files",
+        data.len()
+    );
 }
 
 #[test]

@@ -270,3 +270,38 @@ pub fn run_both(spawn: impl Fn() -> std::process::Child) -> (Output, Output) {
     );
     (a, b)
 }
+
+/// The data files a plan scans, from `explain verbose` (which, unlike `explain`, lists
+/// every file; a large file may be split in ranges).
+pub fn scanned_files(warehouse: &std::path::Path, sql: &str) -> std::collections::BTreeSet<String> {
+    let plan = sql_rows(warehouse, &format!("explain verbose {sql}"))
+        .into_iter()
+        .find(|row| row[0] == "physical_plan")
+        .expect("a physical plan")
+        .remove(1);
+    plan.split([' ', ',', '[', ']'])
+        .map(|word| word.split(':').next().unwrap_or(word))
+        .filter(|path| path.ends_with(".parquet"))
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn data_files(warehouse: &std::path::Path) -> usize {
+    walk(&warehouse.join("findings"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .count()
+}
+
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
