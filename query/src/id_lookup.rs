@@ -1,8 +1,8 @@
 //! Lookups by id skip the files the id index rules out (see `gdq_schemas::IdIndex`).
 //!
 //! A scan whose filters pin `id` to a few values (`id = '…'`, `id in (…)`, ORs of those)
-//! reads the warehouse's id index and keeps only the files that may hold one of them; every
-//! other scan never reads the index. The index only narrows the scan: a file it does not
+//! reads the warehouse's id index, lists only the type partitions that hold a file that may
+//! hold one of them, and keeps only those files; every other scan never reads the index. The index only narrows the scan: a file it does not
 //! cover, and an index file that cannot be read, leave the scan as it was.
 
 use std::collections::BTreeSet;
@@ -12,10 +12,16 @@ use datafusion::common::ScalarValue;
 use datafusion::error::Result;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, expr::InList};
 use futures::{StreamExt, TryStreamExt};
-use gdq_schemas::{ID_INDEX_DIR, ID_INDEX_EXTENSION, IdIndex, decode_id_index};
+use gdq_schemas::{
+    ID_INDEX_DIR, ID_INDEX_EXTENSION, IdIndex, PARTITION_COLUMN, decode_id_index,
+    decode_partition_value,
+};
 use object_store::ObjectStore;
 
 use crate::snapshot::RecordSource;
+
+/// The table's folder under the warehouse root.
+const FINDINGS_DIR: &str = "findings";
 
 /// Beyond this many ids a lookup is a join in disguise: probing would still be cheap, but
 /// few files would be left out.
@@ -96,7 +102,67 @@ fn add_index_file(index: &mut IdIndex, bytes: &[u8]) {
     }
 }
 
+/// The partition of a table path (`findings/type=<enc>/…`), decoded.
+fn partition_of(relative: &str) -> Option<String> {
+    let dir = relative.split('/').nth(1)?;
+    decode_partition_value(dir.strip_prefix(PARTITION_COLUMN)?.strip_prefix('=')?)
+}
+
 impl RecordSource {
+    /// The types whose partitions hold a file that may hold one of `ids`: a file the index
+    /// rules out is not counted, one it does not cover is. Restricting the scan to these
+    /// partitions spares DataFusion's listing the per-file work for every other file (on an
+    /// uncompacted warehouse of 6,471 files, most of a lookup's time and memory).
+    pub(crate) async fn partitions_that_may_hold(
+        &self,
+        index: &IdIndex,
+        ids: &[&str],
+    ) -> Result<BTreeSet<String>> {
+        let mut types = BTreeSet::new();
+        let mut consider = |relative: &str| {
+            if relative.ends_with(".parquet")
+                && index.may_contain(relative, ids)
+                && let Some(finding_type) = partition_of(relative)
+            {
+                types.insert(finding_type);
+            }
+        };
+        match self {
+            RecordSource::Local(root) => {
+                let findings = root.join(FINDINGS_DIR);
+                let partitions = match std::fs::read_dir(&findings) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(types),
+                    Err(e) => return Err(e.into()),
+                };
+                for partition in partitions {
+                    let partition = partition?;
+                    let Ok(files) = std::fs::read_dir(partition.path()) else {
+                        continue;
+                    };
+                    let dir = partition.file_name();
+                    let dir = dir.to_string_lossy();
+                    for file in files {
+                        let name = file?.file_name();
+                        consider(&format!("{FINDINGS_DIR}/{dir}/{}", name.to_string_lossy()));
+                    }
+                }
+            }
+            RecordSource::Store { store, prefix } => {
+                let folder = if prefix.is_empty() {
+                    FINDINGS_DIR.to_string()
+                } else {
+                    format!("{prefix}/{FINDINGS_DIR}")
+                };
+                let mut listed = store.list(Some(&object_store::path::Path::from(folder.as_str())));
+                while let Some(meta) = listed.try_next().await? {
+                    consider(&table_relative(&meta.location));
+                }
+            }
+        }
+        Ok(types)
+    }
+
     /// Every id index file of the warehouse.
     pub(crate) async fn read_id_index(&self) -> Result<IdIndex> {
         let mut index = IdIndex::default();

@@ -20,11 +20,12 @@ use datafusion::datasource::listing::{ListingTable, PartitionedFile};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::{StreamExt, TryStreamExt};
 use gdq_schemas::{
     COMPACTIONS_DIR as COMPACTIONS, COMPACTIONS_DONE_DIR, CompactionView as Compactions,
+    PARTITION_COLUMN,
 };
 use object_store::ObjectStore;
 
@@ -208,29 +209,42 @@ impl TableProvider for FindingsTable {
         state: &dyn Session,
         args: ScanArgs<'a>,
     ) -> Result<ScanResult> {
+        let ids = args.filters().and_then(looked_up_ids);
+        let ids: Option<Vec<&str>> = ids
+            .as_ref()
+            .map(|ids| ids.iter().map(String::as_str).collect());
+        let index = match &ids {
+            Some(_) => Some(self.records.read_id_index().await?),
+            None => None,
+        };
         let mut before = self.records.read().await?;
         for _ in 0..ATTEMPTS {
-            let plan = self
-                .inner
-                .scan_with_args(state, args.clone())
-                .await?
-                .into_inner();
+            let mut filters: Vec<Expr> = args.filters().map(<[Expr]>::to_vec).unwrap_or_default();
+            if let (Some(ids), Some(index)) = (&ids, &index) {
+                let types = self.records.partitions_that_may_hold(index, ids).await?;
+                if !types.is_empty() {
+                    filters.push(
+                        col(PARTITION_COLUMN).in_list(types.into_iter().map(lit).collect(), false),
+                    );
+                }
+            }
+            let scan = ScanArgs::default()
+                .with_projection(args.projection())
+                .with_filters(Some(&filters))
+                .with_limit(args.limit())
+                .with_statistics_requests(args.statistics_requests());
+            let plan = self.inner.scan_with_args(state, scan).await?.into_inner();
             let after = self.records.read().await?;
             if after == before {
-                let visible = |f: &PartitionedFile| {
+                let plan = retain_files(plan, |f| {
                     !before.hides(f.object_meta.location.filename().unwrap_or_default())
-                };
-                let plan = match args.filters().and_then(looked_up_ids) {
-                    None => retain_files(plan, visible)?,
-                    Some(ids) => {
-                        let index = self.records.read_id_index().await?;
-                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                        retain_files(plan, |f| {
-                            visible(f)
-                                && index.may_contain(&table_relative(&f.object_meta.location), &ids)
-                        })?
-                    }
-                };
+                        && match (&ids, &index) {
+                            (Some(ids), Some(index)) => {
+                                index.may_contain(&table_relative(&f.object_meta.location), ids)
+                            }
+                            _ => true,
+                        }
+                })?;
                 return Ok(plan.into());
             }
             before = after;

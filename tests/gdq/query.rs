@@ -210,6 +210,56 @@ fn a_damaged_or_missing_id_index_only_makes_lookups_slower() {
 }
 
 #[test]
+fn a_lookup_finds_every_version_when_only_some_commits_are_indexed() {
+    // One commit per export object, then one commit's index lost: its files must still be
+    // searched (they are not covered), the others' only where their filters allow.
+    let wh = tempdir();
+    let out = run(gdq(wh.path())
+        .args(["ingest", "--commit-mib", "0"])
+        .arg(testdata("exports")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut indexes = walk(&wh.path().join("_gdq/index"));
+    indexes.sort();
+    assert!(indexes.len() > 5, "{indexes:?}");
+    std::fs::remove_file(&indexes[0]).unwrap();
+    // The ids of the object that commit covered.
+    let batch = indexes[0]
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(wh.path().join(format!("_gdq/commits/{batch}.json"))).unwrap(),
+    )
+    .unwrap();
+    let object = record["sources"][0]["uri"].as_str().unwrap();
+    let unindexed: Vec<String> =
+        raw_lines(std::path::Path::new(object.trim_start_matches("file://")))
+            .iter()
+            .filter_map(|l| match classify(l) {
+                Oracle::Good(v) => Some(v["id"].as_str().unwrap().to_string()),
+                _ => None,
+            })
+            .collect();
+    assert!(!unindexed.is_empty());
+
+    let mut versions: std::collections::BTreeMap<String, u64> = Default::default();
+    for f in oracle_findings(&testdata("exports")) {
+        *versions
+            .entry(f["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let sample = unindexed
+        .iter()
+        .take(8)
+        .chain(versions.keys().step_by(versions.len() / 16));
+    for id in sample {
+        let lookup = format!("select count(*) from findings where id = '{id}'");
+        assert_eq!(sql_count(wh.path(), &lookup), versions[id], "{id}");
+    }
+}
+
+#[test]
 fn json_functions_reach_fields_without_a_column() {
     let wh = bundled_warehouse();
     let expected = oracle_findings(&testdata("exports"))
