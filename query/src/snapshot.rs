@@ -222,11 +222,13 @@ impl TableProvider for FindingsTable {
             let mut filters: Vec<Expr> = args.filters().map(<[Expr]>::to_vec).unwrap_or_default();
             if let (Some(ids), Some(index)) = (&ids, &index) {
                 let types = self.records.partitions_that_may_hold(index, ids).await?;
-                if !types.is_empty() {
-                    filters.push(
-                        col(PARTITION_COLUMN).in_list(types.into_iter().map(lit).collect(), false),
-                    );
-                }
+                filters.push(if types.is_empty() {
+                    // No file may hold the ids: a filter no partition passes (the type is
+                    // never null) spares listing any.
+                    col(PARTITION_COLUMN).is_null()
+                } else {
+                    col(PARTITION_COLUMN).in_list(types.into_iter().map(lit).collect(), false)
+                });
             }
             let scan = ScanArgs::default()
                 .with_projection(args.projection())
