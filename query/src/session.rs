@@ -125,10 +125,11 @@ fn session_config() -> Result<SessionConfig, QueryError> {
     let mut options = ConfigOptions::default();
     options.catalog.information_schema = true;
     options.execution.parquet.pruning = true;
-    // Late materialization: the filter columns are decoded first and the others only for
-    // the rows that pass, so a lookup by `id` does not decode the raw `finding` column of
-    // every row of the row group the bloom filter kept.
-    options.execution.parquet.pushdown_filters = true;
+    // Late materialization (the filter columns decoded first, the others only for the rows
+    // that pass) is off here and turned on by the `findings` table for the scans that read
+    // the raw `finding` column, where it spares decoding the text of every dropped row; on
+    // narrow scans it costs more than it saves (`crate::snapshot`).
+    options.execution.parquet.pushdown_filters = false;
     options.execution.parquet.reorder_filters = true;
     // Measured on a 1M-finding warehouse (README, benchmarks): reading every footer at
     // planning to collect statistics, and every page index before pruning, cost more than
@@ -295,7 +296,7 @@ mod tests {
             .expect("session");
         assert_eq!(warning, None);
         let plan = ctx
-            .sql("select id from findings where id = 'x'")
+            .sql("select * from findings where id = 'x'")
             .await
             .expect("plan")
             .create_physical_plan()
@@ -307,7 +308,24 @@ mod tests {
         // session's options would scan with the page index and a 512 KiB first read.
         assert!(!options.global.enable_page_index);
         assert_eq!(options.global.metadata_size_hint, Some(64 * 1024));
-        assert!(options.global.pushdown_filters && options.global.reorder_filters);
+        assert!(options.global.reorder_filters);
         assert_eq!(options.global.enable_page_index, session.enable_page_index);
+        assert!(
+            options.global.pushdown_filters,
+            "a scan that reads the raw finding filters rows as it decodes"
+        );
+
+        let narrow = ctx
+            .sql("select id from findings where id = 'x'")
+            .await
+            .expect("plan")
+            .create_physical_plan()
+            .await
+            .expect("physical plan");
+        let options = scan_options(&narrow).expect("a Parquet scan in the plan");
+        assert!(
+            !options.global.pushdown_filters,
+            "a scan of narrow columns decodes them whole"
+        );
     }
 }

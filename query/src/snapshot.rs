@@ -17,7 +17,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Constraints, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::{ListingTable, PartitionedFile};
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
@@ -162,6 +164,37 @@ fn retain_files(
     .map(|t| t.data)
 }
 
+/// The raw JSON column: most of a row's bytes.
+const RAW_COLUMN: &str = "finding";
+
+/// Turns on row-level filtering ("late materialization") in every Parquet scan of `plan`:
+/// the filter columns are decoded first and the others only for the rows that pass. It
+/// pays when it spares decoding the raw `finding` text of the rows a filter drops (a lookup
+/// by id reads one row of a row group); when a scan reads only narrow columns, decoding in
+/// two passes costs more than it saves (one-week range: 0.86x the wall time without it),
+/// so the session leaves it off and scans that read `finding` turn it on. Row groups are
+/// pruned with the predicate either way.
+fn with_row_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some((config, source)) = exec.downcast_to_file_source::<ParquetSource>() else {
+            return Ok(Transformed::no(node));
+        };
+        if source.table_parquet_options().global.pushdown_filters {
+            return Ok(Transformed::no(node));
+        }
+        let source = source.clone().with_pushdown_filters(true);
+        let rebuilt = FileScanConfigBuilder::from(config.clone())
+            .with_source(Arc::new(source))
+            .build();
+        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(rebuilt);
+        Ok(Transformed::yes(plan))
+    })
+    .map(|t| t.data)
+}
+
 /// `findings`: the listing table minus what compaction hides.
 #[derive(Debug)]
 pub(crate) struct FindingsTable {
@@ -247,6 +280,17 @@ impl TableProvider for FindingsTable {
                             _ => true,
                         }
                 })?;
+                let schema = self.schema();
+                let reads_raw = args.projection().is_none_or(|columns| {
+                    columns
+                        .iter()
+                        .any(|&i| i < schema.fields().len() && schema.field(i).name() == RAW_COLUMN)
+                });
+                let plan = if reads_raw {
+                    with_row_filters(plan)?
+                } else {
+                    plan
+                };
                 return Ok(plan.into());
             }
             before = after;
