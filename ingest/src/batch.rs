@@ -541,12 +541,9 @@ impl Batch {
             sources.retain(|s| !duplicates.contains(&s.uri));
             files = drop_duplicate_rows(&staging_root, files, &duplicates)?;
             quarantined = drop_quarantine_records(&quarantine_path, &duplicates)?;
-            if warehouse.remote().is_some() {
-                warehouse.discard_staged_remote(&id)?;
-                warehouse.upload_staged(&id, &staged(&files, quarantined)?)?;
-            } else {
-                stage_id_index(&staging_root, &id, &files)?;
-            }
+            // Both are no-ops for a local warehouse; `staged` rewrites the index either way.
+            warehouse.discard_staged_remote(&id)?;
+            warehouse.upload_staged(&id, &staged(&files, quarantined)?)?;
         }
         if sources.is_empty() && quarantined == 0 {
             warehouse.discard_staged(&id)?;

@@ -33,20 +33,17 @@ fn entry(staging_root: &Path, relative: &str) -> Result<IdIndexEntry, IngestErro
         .position(|c| c.path().string() == "id");
     let mut row_groups = Vec::with_capacity(metadata.num_row_groups());
     for row_group in metadata.row_groups() {
-        let column = id_column.map(|i| row_group.column(i));
-        let filter = match column.and_then(|c| Some((c.bloom_filter_offset()?, c))) {
-            Some((offset, column)) => match (u64::try_from(offset), column.bloom_filter_length()) {
-                (Ok(offset), Some(length)) => Some(
-                    file.get_bytes(offset, usize::try_from(length).unwrap_or(0))
-                        .map_err(err)?
-                        .to_vec(),
-                ),
-                // Without a length the filter's extent is unknown; the row group stays in
-                // every lookup rather than the index guessing.
-                _ => None,
-            },
-            None => None,
-        };
+        // Without a length the filter's extent is unknown: the row group then has no entry
+        // and stays in every lookup rather than the index guessing.
+        let extent = id_column.map(|i| row_group.column(i)).and_then(|c| {
+            let offset = u64::try_from(c.bloom_filter_offset()?).ok()?;
+            let length = usize::try_from(c.bloom_filter_length()?).ok()?;
+            Some((offset, length))
+        });
+        let filter = extent
+            .map(|(offset, length)| file.get_bytes(offset, length).map(|b| b.to_vec()))
+            .transpose()
+            .map_err(err)?;
         row_groups.push(filter);
     }
     Ok(IdIndexEntry {

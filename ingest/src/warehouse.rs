@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use gdq_schemas::id_index_key;
+
 use crate::error::IngestError;
 use crate::ledger::{CommitRecord, parse_record, read_commit, sync_dir};
 use crate::remote::{Lease, Remote, S3Location};
-use gdq_schemas::id_index_key;
 
 const COMMITS: &str = "_gdq/commits";
 const STAGING: &str = "_gdq/staging";

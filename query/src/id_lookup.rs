@@ -2,8 +2,9 @@
 //!
 //! A scan whose filters pin `id` to a few values (`id = '…'`, `id in (…)`, ORs of those)
 //! reads the warehouse's id index, lists only the type partitions that hold a file that may
-//! hold one of them, and keeps only those files; every other scan never reads the index. The index only narrows the scan: a file it does not
-//! cover, and an index file that cannot be read, leave the scan as it was.
+//! hold one of them, and keeps only those files; every other scan never reads the index.
+//! The index only narrows the scan: a file it does not cover, and an index file that
+//! cannot be read, leave the scan as it was.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,10 +19,8 @@ use gdq_schemas::{
 };
 use object_store::ObjectStore;
 
-use crate::snapshot::RecordSource;
-
-/// The table's folder under the warehouse root.
-const FINDINGS_DIR: &str = "findings";
+use crate::session::FINDINGS_DIR;
+use crate::snapshot::{RecordSource, under_prefix};
 
 /// Beyond this many ids a lookup is a join in disguise: probing would still be cheap, but
 /// few files would be left out.
@@ -116,7 +115,7 @@ impl RecordSource {
     pub(crate) async fn partitions_that_may_hold(
         &self,
         index: &IdIndex,
-        ids: &[&str],
+        ids: &[String],
     ) -> Result<BTreeSet<String>> {
         let mut types = BTreeSet::new();
         let mut consider = |relative: &str| {
@@ -149,12 +148,7 @@ impl RecordSource {
                 }
             }
             RecordSource::Store { store, prefix } => {
-                let folder = if prefix.is_empty() {
-                    FINDINGS_DIR.to_string()
-                } else {
-                    format!("{prefix}/{FINDINGS_DIR}")
-                };
-                let mut listed = store.list(Some(&object_store::path::Path::from(folder.as_str())));
+                let mut listed = store.list(Some(&under_prefix(prefix, FINDINGS_DIR)));
                 while let Some(meta) = listed.try_next().await? {
                     consider(&table_relative(&meta.location));
                 }
@@ -185,14 +179,9 @@ impl RecordSource {
                 }
             }
             RecordSource::Store { store, prefix } => {
-                let folder = if prefix.is_empty() {
-                    ID_INDEX_DIR.to_string()
-                } else {
-                    format!("{prefix}/{ID_INDEX_DIR}")
-                };
                 let suffix = format!(".{ID_INDEX_EXTENSION}");
                 let listed: Vec<_> = store
-                    .list(Some(&object_store::path::Path::from(folder.as_str())))
+                    .list(Some(&under_prefix(prefix, ID_INDEX_DIR)))
                     .try_filter(|m| futures::future::ready(m.location.as_ref().ends_with(&suffix)))
                     .try_collect()
                     .await?;

@@ -24,7 +24,7 @@ use crate::latest::LatestTable;
 use crate::snapshot::{FindingsTable, RecordSource};
 
 /// The table's folder under the warehouse root.
-const FINDINGS_DIR: &str = "findings";
+pub(crate) const FINDINGS_DIR: &str = "findings";
 
 /// Every exported version of every finding.
 pub const TABLE: &str = "findings";

@@ -52,6 +52,15 @@ fn add_record(compactions: &mut Compactions, bytes: &[u8]) -> Result<()> {
         .map_err(DataFusionError::Execution)
 }
 
+/// `dir` (relative to the warehouse root) in the store of a warehouse at `prefix`.
+pub(crate) fn under_prefix(prefix: &str, dir: &str) -> object_store::path::Path {
+    if prefix.is_empty() {
+        object_store::path::Path::from(dir)
+    } else {
+        object_store::path::Path::from(format!("{prefix}/{dir}"))
+    }
+}
+
 impl RecordSource {
     async fn read(&self) -> Result<Compactions> {
         let mut compactions = Compactions::default();
@@ -79,13 +88,8 @@ impl RecordSource {
                 }
             }
             RecordSource::Store { store, prefix } => {
-                let folder = if prefix.is_empty() {
-                    COMPACTIONS.to_string()
-                } else {
-                    format!("{prefix}/{COMPACTIONS}")
-                };
                 let listed: Vec<_> = store
-                    .list(Some(&object_store::path::Path::from(folder.as_str())))
+                    .list(Some(&under_prefix(prefix, COMPACTIONS)))
                     .try_collect()
                     .await?;
                 let done = format!(
@@ -129,16 +133,10 @@ fn retain_files(
     plan: Arc<dyn ExecutionPlan>,
     keep: impl Fn(&PartitionedFile) -> bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
-        let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
-            return Ok(Transformed::no(node));
-        };
+    rewrite_scans(plan, |config| {
         let hidden = |f: &PartitionedFile| !keep(f);
         if !config.file_groups.iter().any(|g| g.iter().any(hidden)) {
-            return Ok(Transformed::no(node));
+            return None;
         }
         let mut groups: Vec<FileGroup> = config
             .file_groups
@@ -154,12 +152,33 @@ fn retain_files(
         }
         // The listing's statistics counted the dropped files: they must not answer count(*).
         let schema = config.file_schema();
-        let rebuilt = FileScanConfigBuilder::from(config.clone())
-            .with_file_groups(groups)
-            .with_statistics(Statistics::new_unknown(schema))
-            .build();
-        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(rebuilt);
-        Ok(Transformed::yes(plan))
+        Some(
+            FileScanConfigBuilder::from(config.clone())
+                .with_file_groups(groups)
+                .with_statistics(Statistics::new_unknown(schema))
+                .build(),
+        )
+    })
+}
+
+/// Replaces every file scan of `plan` by what `rewrite` makes of its configuration
+/// (`None`: left as it is).
+fn rewrite_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    rewrite: impl Fn(&FileScanConfig) -> Option<FileScanConfig>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let rewritten = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+            .and_then(&rewrite);
+        Ok(match rewritten {
+            Some(config) => {
+                let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+                Transformed::yes(plan)
+            }
+            None => Transformed::no(node),
+        })
     })
     .map(|t| t.data)
 }
@@ -175,24 +194,18 @@ const RAW_COLUMN: &str = "finding";
 /// so the session leaves it off and scans that read `finding` turn it on. Row groups are
 /// pruned with the predicate either way.
 fn with_row_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
-        let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let Some((config, source)) = exec.downcast_to_file_source::<ParquetSource>() else {
-            return Ok(Transformed::no(node));
-        };
+    rewrite_scans(plan, |config| {
+        let source = config.file_source().downcast_ref::<ParquetSource>()?;
         if source.table_parquet_options().global.pushdown_filters {
-            return Ok(Transformed::no(node));
+            return None;
         }
         let source = source.clone().with_pushdown_filters(true);
-        let rebuilt = FileScanConfigBuilder::from(config.clone())
-            .with_source(Arc::new(source))
-            .build();
-        let plan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(rebuilt);
-        Ok(Transformed::yes(plan))
+        Some(
+            FileScanConfigBuilder::from(config.clone())
+                .with_source(Arc::new(source))
+                .build(),
+        )
     })
-    .map(|t| t.data)
 }
 
 /// `findings`: the listing table minus what compaction hides.
@@ -242,18 +255,14 @@ impl TableProvider for FindingsTable {
         state: &dyn Session,
         args: ScanArgs<'a>,
     ) -> Result<ScanResult> {
-        let ids = args.filters().and_then(looked_up_ids);
-        let ids: Option<Vec<&str>> = ids
-            .as_ref()
-            .map(|ids| ids.iter().map(String::as_str).collect());
-        let index = match &ids {
-            Some(_) => Some(self.records.read_id_index().await?),
+        let lookup = match args.filters().and_then(looked_up_ids) {
+            Some(ids) => Some((ids, self.records.read_id_index().await?)),
             None => None,
         };
         let mut before = self.records.read().await?;
         for _ in 0..ATTEMPTS {
             let mut filters: Vec<Expr> = args.filters().map(<[Expr]>::to_vec).unwrap_or_default();
-            if let (Some(ids), Some(index)) = (&ids, &index) {
+            if let Some((ids, index)) = &lookup {
                 let types = self.records.partitions_that_may_hold(index, ids).await?;
                 filters.push(if types.is_empty() {
                     // No file may hold the ids: a filter no partition passes (the type is
@@ -273,12 +282,9 @@ impl TableProvider for FindingsTable {
             if after == before {
                 let plan = retain_files(plan, |f| {
                     !before.hides(f.object_meta.location.filename().unwrap_or_default())
-                        && match (&ids, &index) {
-                            (Some(ids), Some(index)) => {
-                                index.may_contain(&table_relative(&f.object_meta.location), ids)
-                            }
-                            _ => true,
-                        }
+                        && lookup.as_ref().is_none_or(|(ids, index)| {
+                            index.may_contain(&table_relative(&f.object_meta.location), ids)
+                        })
                 })?;
                 let schema = self.schema();
                 let reads_raw = args.projection().is_none_or(|columns| {

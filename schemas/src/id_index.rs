@@ -189,13 +189,13 @@ impl IdIndex {
 
     /// Whether the file at `path` (relative to the warehouse root) may hold any of `ids`.
     /// `true` for a file the index does not cover.
-    pub fn may_contain(&self, path: &str, ids: &[&str]) -> bool {
+    pub fn may_contain(&self, path: &str, ids: &[impl AsRef<str>]) -> bool {
         let Some(row_groups) = self.files.get(path) else {
             return true;
         };
         row_groups.iter().any(|filter| match filter {
             None => true,
-            Some(filter) => ids.iter().any(|id| filter.check(*id)),
+            Some(filter) => ids.iter().any(|id| filter.check(id.as_ref())),
         })
     }
 }
