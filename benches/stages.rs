@@ -1,5 +1,6 @@
-//! The hot stages of an ingest, each alone on one core: gunzip, split + parse (the decoder
-//! over decompressed JSON Lines), normalize (parse + append to the Arrow builders) and
+//! The hot stages of an ingest, each alone on one core: gunzip (whole objects in one call, as
+//! the ingest does, and streamed, its fallback), split + parse (the decoder over decompressed
+//! JSON Lines), normalize (parse + append to the Arrow builders) and
 //! Parquet encode (one batch through gdq's writer properties into memory).
 //!
 //! Input: the bundled sample exports (`testdata/exports`), or the `*.jsonl.gz` files under
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gdq_ingest::decode::{Event, TextBuffer, for_each_finding_in};
+use gdq_ingest::inflate::Inflater;
 use gdq_ingest::writer::writer_properties;
 use gdq_schemas::{FindingRows, findings_schema, parse_finding};
 use parquet::arrow::ArrowWriter;
@@ -70,6 +72,15 @@ fn stages(c: &mut Criterion) {
     group.throughput(Throughput::Elements(findings));
     group.sample_size(20);
     group.bench_function("gunzip", |b| {
+        let mut inflater = Inflater::new().expect("libdeflate");
+        let mut out = vec![0u8; json.iter().map(Vec::len).max().unwrap_or(0)];
+        b.iter(|| {
+            for object in &compressed {
+                black_box(inflater.gunzip(object, &mut out).expect("one gzip member"));
+            }
+        })
+    });
+    group.bench_function("gunzip_stream", |b| {
         let mut out = Vec::with_capacity(json.iter().map(Vec::len).max().unwrap_or(0));
         b.iter(|| {
             for object in &compressed {

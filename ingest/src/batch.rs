@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use gdq_schemas::{FindingRows, ParsedFinding, format_rfc3339_ms};
 
-use crate::decode::{Event, StreamCounts, TextBuffer, for_each_finding_in, maybe_gunzip};
+use crate::decode::{
+    Event, StreamCounts, TextBuffer, for_each_finding_in, for_each_finding_in_object, maybe_gunzip,
+};
 use crate::error::IngestError;
 use crate::fault::crash_point;
 use crate::id_index::stage_id_index;
@@ -423,10 +425,24 @@ impl Batch {
         lock(&self.quarantine).record(uri, line, reason, bytes)
     }
 
-    /// Decodes one object (gzip or plain JSON Lines) into the batch and records it as a
-    /// source of this commit. A stream that breaks part way keeps what came before and is
-    /// quarantined as an object with the line it broke at.
+    /// Decodes one object held whole in memory (gzip or plain JSON Lines) into the batch and
+    /// records it as a source of this commit. A stream that breaks part way keeps what came
+    /// before and is quarantined as an object with the line it broke at.
     pub fn ingest_object(
+        &self,
+        buffers: &mut TypeBuffers,
+        uri: &str,
+        source_id: &str,
+        object: &[u8],
+    ) -> Result<ObjectOutcome, IngestError> {
+        self.ingest_text(buffers, uri, source_id, |text, on_event| {
+            for_each_finding_in_object(text, object, on_event)
+        })
+    }
+
+    /// [`Batch::ingest_object`] for an object read as a stream (a local file too large to
+    /// hold in memory).
+    pub fn ingest_stream(
         &self,
         buffers: &mut TypeBuffers,
         uri: &str,
@@ -437,10 +453,25 @@ impl Batch {
             uri: uri.to_string(),
             source,
         })?;
+        self.ingest_text(buffers, uri, source_id, |text, on_event| {
+            for_each_finding_in(text, reader, on_event)
+        })
+    }
+
+    fn ingest_text(
+        &self,
+        buffers: &mut TypeBuffers,
+        uri: &str,
+        source_id: &str,
+        decode: impl FnOnce(
+            &mut TextBuffer,
+            &mut dyn FnMut(Event<'_, '_>),
+        ) -> Result<StreamCounts, (std::io::Error, StreamCounts)>,
+    ) -> Result<ObjectOutcome, IngestError> {
         let mut outcome = ObjectOutcome::default();
         let mut failure: Option<IngestError> = None;
         let mut text = std::mem::take(&mut buffers.text);
-        let result = for_each_finding_in(&mut text, reader, |event| {
+        let result = decode(&mut text, &mut |event| {
             if failure.is_some() {
                 return;
             }

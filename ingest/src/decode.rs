@@ -4,16 +4,23 @@
 //! GuardDuty writes one finding per line, but the reader does not trust `\n` alone: a line
 //! holding several values is split, and a value spread over several lines (pretty-printed
 //! JSON) is joined. A line that cannot be read is reported with its number and the reason,
-//! and reading resumes at the next line. Memory holds one chunk plus the longest value.
+//! and reading resumes at the next line. Memory holds one chunk plus the longest value, or
+//! the whole text of an object held in memory (up to [`MAX_WHOLE_TEXT_BYTES`]).
 
 use std::io::{self, BufRead, BufReader, Read};
 
 use gdq_schemas::{LineError, ParsedFinding, parse_finding};
 use serde_json::value::RawValue;
 
+use crate::inflate::{GZIP_MAGIC, Inflater, stated_text_size};
+
 const CHUNK: usize = 1 << 20;
 /// A value joined over lines may grow to this many bytes before its first line is given up.
 const MAX_VALUE_BYTES: usize = 16 << 20;
+/// A gzip object in memory whose text is at most this long is inflated whole, in one call;
+/// a larger one is streamed through the window. GuardDuty's exports hold well under 1 MiB
+/// of text (the largest of the 1M-finding corpus: 10.9 MB).
+pub const MAX_WHOLE_TEXT_BYTES: usize = 16 << 20;
 
 /// A line (or value) that could not become a finding.
 #[derive(Debug)]
@@ -45,7 +52,7 @@ pub struct StreamCounts {
 pub fn maybe_gunzip<'r, R: Read + 'r>(input: R) -> io::Result<Box<dyn Read + 'r>> {
     let mut buffered = BufReader::with_capacity(256 << 10, input);
     let head = buffered.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
+    if head.starts_with(&GZIP_MAGIC) {
         Ok(Box::new(flate2::bufread::MultiGzDecoder::new(buffered)))
     } else {
         Ok(Box::new(buffered))
@@ -75,6 +82,9 @@ pub fn for_each_finding<R: Read>(
 pub struct TextBuffer {
     /// Initialized once and then overwritten: `read` wants initialized bytes.
     bytes: Vec<u8>,
+    /// Made at the first gzip object held whole; `None` also when libdeflate could not
+    /// allocate, and then every object streams.
+    inflater: Option<Inflater>,
 }
 
 impl TextBuffer {
@@ -91,17 +101,62 @@ impl TextBuffer {
         }
         needed
     }
+
+    /// Inflates `object` into the window in one call when it is one whole gzip member with
+    /// at most [`MAX_WHOLE_TEXT_BYTES`] of text, and returns the text's length; `None` leaves
+    /// it to the stream.
+    fn inflate_whole(&mut self, object: &[u8]) -> Option<usize> {
+        let size = stated_text_size(object).filter(|&size| size <= MAX_WHOLE_TEXT_BYTES)?;
+        if self.inflater.is_none() {
+            self.inflater = Inflater::new();
+        }
+        // One byte more than the text, for the newline the decoder adds after a last line.
+        let end = self.room(0, size + 1) - 1;
+        self.inflater
+            .as_mut()?
+            .gunzip(object, &mut self.bytes[..end])
+            .filter(|&len| len == size)
+    }
 }
 
 /// [`for_each_finding`] with a window the caller keeps between objects.
 pub fn for_each_finding_in<R: Read>(
     text: &mut TextBuffer,
+    input: R,
+    on_event: impl FnMut(Event<'_, '_>),
+) -> Result<StreamCounts, (io::Error, StreamCounts)> {
+    decode_window(text, 0, input, on_event)
+}
+
+/// [`for_each_finding_in`] over an object held whole in memory, gzip or not. A gzip object
+/// is inflated straight into the window in one call when [`TextBuffer`] can take it whole,
+/// and streamed otherwise: the findings, bad lines, counts and errors are the same either way.
+pub fn for_each_finding_in_object(
+    text: &mut TextBuffer,
+    object: &[u8],
+    on_event: impl FnMut(Event<'_, '_>),
+) -> Result<StreamCounts, (io::Error, StreamCounts)> {
+    match text.inflate_whole(object) {
+        Some(len) => decode_window(text, len, io::empty(), on_event),
+        None => match maybe_gunzip(object) {
+            Ok(reader) => decode_window(text, 0, reader, on_event),
+            Err(e) => Err((e, StreamCounts::default())),
+        },
+    }
+}
+
+/// The decoder: `text.bytes[..filled]` already holds the start of the text, `input` the rest.
+fn decode_window<R: Read>(
+    text: &mut TextBuffer,
+    mut filled: usize,
     mut input: R,
     mut on_event: impl FnMut(Event<'_, '_>),
 ) -> Result<StreamCounts, (io::Error, StreamCounts)> {
-    let mut counts = StreamCounts::default();
+    let mut counts = StreamCounts {
+        bytes: filled as u64,
+        ..StreamCounts::default()
+    };
     // `buf[..filled]` holds text read and not yet consumed past `pos`.
-    let mut filled = 0usize;
     let mut pos = 0usize;
     let mut eof = false;
     let mut stream_error: Option<io::Error> = None;
@@ -447,6 +502,85 @@ mod tests {
             text.bytes.len() <= 2 * CHUNK,
             "the outsized window was given back"
         );
+    }
+
+    fn gzip_members(parts: &[&[u8]]) -> Vec<u8> {
+        use flate2::{Compression, write::GzEncoder};
+        use std::io::Write;
+        let mut out = Vec::new();
+        for part in parts {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+            enc.write_all(part).unwrap();
+            out.extend(enc.finish().unwrap());
+        }
+        out
+    }
+
+    type Decoded = (Vec<Seen>, Result<StreamCounts, (String, StreamCounts)>);
+
+    fn seen_by(
+        decode: impl FnOnce(
+            &mut dyn FnMut(Event<'_, '_>),
+        ) -> Result<StreamCounts, (io::Error, StreamCounts)>,
+    ) -> Decoded {
+        let mut seen = Vec::new();
+        let result = decode(&mut |e| match e {
+            Event::Finding { line, finding } => seen.push(Seen::Ok(line, finding.id().to_string())),
+            Event::Bad(b) => seen.push(Seen::Bad(b.line, b.reason.to_string())),
+        });
+        (seen, result.map_err(|(e, counts)| (e.to_string(), counts)))
+    }
+
+    #[test]
+    fn an_object_in_memory_decodes_as_its_stream_does() {
+        let lines = b"{\"id\":\"a\",\"type\":\"T\"}\n\n{\n \"id\": \"b\",\n \"type\": \"T\"\n}\n[1]\n{\"id\":\"c\",\"type\":\"T\"} {\"id\":\"d\",\"type\":\"T\"}\n{\"id\":\"cut";
+        let many: String = (0..3000)
+            .map(|i| {
+                format!(
+                    "{{\"id\":\"{i}\",\"type\":\"T\",\"pad\":\"{}\"}}\n",
+                    "x".repeat(i % 89)
+                )
+            })
+            .collect();
+        let whole = gzip_members(&[lines]);
+        let mut cut = gzip_members(&[many.as_bytes()]);
+        cut.truncate(cut.len() / 2);
+        let mut damaged = gzip_members(&[many.as_bytes()]);
+        let crc = damaged.len() - 8;
+        damaged[crc] ^= 0xff;
+        let objects: [(&str, Vec<u8>, bool); 6] = [
+            ("plain text", lines.to_vec(), false),
+            ("one gzip member", whole.clone(), true),
+            (
+                "two members",
+                gzip_members(&[lines, b"\n{\"id\":\"e\",\"type\":\"T\"}"]),
+                false,
+            ),
+            ("cut short", cut, false),
+            ("wrong CRC", damaged, false),
+            ("empty member", gzip_members(&[b""]), true),
+        ];
+        let mut text = TextBuffer::default();
+        for (what, object, in_one_call) in objects {
+            assert_eq!(
+                text.inflate_whole(&object).is_some(),
+                in_one_call,
+                "{what}: inflated in one call"
+            );
+            let streamed =
+                seen_by(|on_event| for_each_finding(maybe_gunzip(&object[..]).unwrap(), on_event));
+            let held = seen_by(|on_event| for_each_finding_in_object(&mut text, &object, on_event));
+            assert_eq!(held, streamed, "{what}");
+        }
+        // The cases differ where they should: rows, a stream error, bad lines.
+        let held = seen_by(|on_event| for_each_finding_in_object(&mut text, &whole, on_event));
+        let found: Vec<_> = held
+            .0
+            .iter()
+            .filter(|s| matches!(s, Seen::Ok(..)))
+            .collect();
+        assert_eq!(found.len(), 4, "{held:?}");
+        assert_eq!(held.0.len(), 6, "{held:?}");
     }
 
     fn decode_reader(r: impl Read) -> (Vec<Seen>, StreamCounts) {

@@ -170,7 +170,7 @@ impl LocalBatch<'_> {
             match std::fs::File::open(&export.path) {
                 Ok(file) => self
                     .batch
-                    .ingest_object(buffers, &export.uri, &source_id, file),
+                    .ingest_stream(buffers, &export.uri, &source_id, file),
                 Err(source) => {
                     failed(IngestError::Input {
                         path: export.path.clone(),
