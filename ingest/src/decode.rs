@@ -23,6 +23,10 @@ const MAX_VALUE_BYTES: usize = 16 << 20;
 /// objects of at most 4 MiB, and a 16 MiB cap (every object whole) cost 12 MiB more peak
 /// RSS for no CPU time that 7 pairs of runs could tell apart.
 pub const MAX_WHOLE_TEXT_BYTES: usize = 4 << 20;
+const _: () = assert!(
+    MAX_WHOLE_TEXT_BYTES >= 2 * CHUNK,
+    "the window keeps at least two chunks"
+);
 
 /// A line (or value) that could not become a finding.
 #[derive(Debug)]
@@ -93,14 +97,9 @@ impl TextBuffer {
     /// Makes room for `wanted` bytes after `filled`, giving back what an outsized value
     /// (up to [`MAX_VALUE_BYTES`]) made it grow to once it is no longer needed.
     fn room(&mut self, filled: usize, wanted: usize) -> usize {
-        const KEPT: usize = if MAX_WHOLE_TEXT_BYTES > 2 * CHUNK {
-            MAX_WHOLE_TEXT_BYTES
-        } else {
-            2 * CHUNK
-        };
         let needed = filled + wanted;
-        if self.bytes.len() > KEPT && needed <= KEPT {
-            self.bytes.truncate(KEPT);
+        if self.bytes.len() > MAX_WHOLE_TEXT_BYTES && needed <= MAX_WHOLE_TEXT_BYTES {
+            self.bytes.truncate(MAX_WHOLE_TEXT_BYTES);
             self.bytes.shrink_to_fit();
         }
         if self.bytes.len() < needed {
@@ -143,12 +142,17 @@ pub fn for_each_finding_in_object(
     object: &[u8],
     on_event: impl FnMut(Event<'_, '_>),
 ) -> Result<StreamCounts, (io::Error, StreamCounts)> {
-    match text.inflate_whole(object) {
-        Some(len) => decode_window(text, len, io::empty(), on_event),
-        None => match maybe_gunzip(object) {
-            Ok(reader) => decode_window(text, 0, reader, on_event),
-            Err(e) => Err((e, StreamCounts::default())),
-        },
+    if let Some(len) = text.inflate_whole(object) {
+        decode_window(text, len, io::empty(), on_event)
+    } else if object.starts_with(&GZIP_MAGIC) {
+        decode_window(
+            text,
+            0,
+            flate2::bufread::MultiGzDecoder::new(object),
+            on_event,
+        )
+    } else {
+        decode_window(text, 0, object, on_event)
     }
 }
 
@@ -365,14 +369,20 @@ mod tests {
         Bad(u64, String),
     }
 
+    impl Seen {
+        fn of(event: Event<'_, '_>) -> Seen {
+            match event {
+                Event::Finding { line, finding } => Seen::Ok(line, finding.id().to_string()),
+                Event::Bad(b) => Seen::Bad(b.line, b.reason.to_string()),
+            }
+        }
+    }
+
     fn decode(input: &[u8]) -> (Vec<Seen>, StreamCounts) {
         let mut seen = Vec::new();
-        let counts = for_each_finding(input, |e| match e {
-            Event::Finding { line, finding } => seen.push(Seen::Ok(line, finding.id().to_string())),
-            Event::Bad(b) => seen.push(Seen::Bad(b.line, b.reason.to_string())),
-        })
-        .map_err(|(e, _)| e)
-        .unwrap();
+        let counts = for_each_finding(input, |e| seen.push(Seen::of(e)))
+            .map_err(|(e, _)| e)
+            .unwrap();
         (seen, counts)
     }
 
@@ -483,14 +493,9 @@ mod tests {
         let mut text = TextBuffer::default();
         let mut run = |input: &[u8]| {
             let mut seen = Vec::new();
-            for_each_finding_in(&mut text, input, |e| match e {
-                Event::Finding { line, finding } => {
-                    seen.push(Seen::Ok(line, finding.id().to_string()))
-                }
-                Event::Bad(b) => seen.push(Seen::Bad(b.line, b.reason.to_string())),
-            })
-            .map_err(|(e, _)| e)
-            .unwrap();
+            for_each_finding_in(&mut text, input, |e| seen.push(Seen::of(e)))
+                .map_err(|(e, _)| e)
+                .unwrap();
             seen
         };
         // A value longer than the window keeps, then one cut off by the end of its object.
@@ -506,7 +511,7 @@ mod tests {
             vec![ok(1, "next")]
         );
         assert!(
-            text.bytes.len() <= MAX_WHOLE_TEXT_BYTES.max(2 * CHUNK),
+            text.bytes.len() <= MAX_WHOLE_TEXT_BYTES,
             "the outsized window was given back"
         );
     }
@@ -531,10 +536,7 @@ mod tests {
         ) -> Result<StreamCounts, (io::Error, StreamCounts)>,
     ) -> Decoded {
         let mut seen = Vec::new();
-        let result = decode(&mut |e| match e {
-            Event::Finding { line, finding } => seen.push(Seen::Ok(line, finding.id().to_string())),
-            Event::Bad(b) => seen.push(Seen::Bad(b.line, b.reason.to_string())),
-        });
+        let result = decode(&mut |e| seen.push(Seen::of(e)));
         (seen, result.map_err(|(e, counts)| (e.to_string(), counts)))
     }
 

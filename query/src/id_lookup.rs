@@ -20,7 +20,7 @@ use gdq_schemas::{
 use object_store::ObjectStore;
 
 use crate::session::FINDINGS_DIR;
-use crate::snapshot::{RecordSource, under_prefix};
+use crate::snapshot::{RecordSource, local_entries, under_prefix};
 
 /// Beyond this many ids a lookup is a join in disguise: probing would still be cheap, but
 /// few files would be left out.
@@ -128,20 +128,16 @@ impl RecordSource {
         };
         match self {
             RecordSource::Local(root) => {
-                let findings = root.join(FINDINGS_DIR);
-                let partitions = match std::fs::read_dir(&findings) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(types),
-                    Err(e) => return Err(e.into()),
-                };
-                for partition in partitions {
+                for partition in local_entries(&root.join(FINDINGS_DIR))? {
                     let partition = partition?;
-                    let Ok(files) = std::fs::read_dir(partition.path()) else {
+                    // A partition that cannot be listed fails the query here rather than
+                    // being left out of it; a stray file beside the partitions is no partition.
+                    if !partition.file_type()?.is_dir() {
                         continue;
-                    };
+                    }
                     let dir = partition.file_name();
                     let dir = dir.to_string_lossy();
-                    for file in files {
+                    for file in local_entries(&partition.path())? {
                         let name = file?.file_name();
                         consider(&format!("{FINDINGS_DIR}/{dir}/{}", name.to_string_lossy()));
                     }
@@ -162,13 +158,7 @@ impl RecordSource {
         let mut index = IdIndex::default();
         match self {
             RecordSource::Local(root) => {
-                let dir = root.join(ID_INDEX_DIR);
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(index),
-                    Err(e) => return Err(e.into()),
-                };
-                for entry in entries {
+                for entry in local_entries(&root.join(ID_INDEX_DIR))? {
                     let path = entry?.path();
                     if path.extension().is_some_and(|e| e == ID_INDEX_EXTENSION) {
                         // Compaction may retire an index between the listing and the read.

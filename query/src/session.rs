@@ -295,14 +295,17 @@ mod tests {
             .await
             .expect("session");
         assert_eq!(warning, None);
-        let plan = ctx
-            .sql("select * from findings where id = 'x'")
-            .await
-            .expect("plan")
-            .create_physical_plan()
-            .await
-            .expect("physical plan");
-        let options = scan_options(&plan).expect("a Parquet scan in the plan");
+        let scan_options_of = async |sql: &str| {
+            let plan = ctx
+                .sql(sql)
+                .await
+                .expect("plan")
+                .create_physical_plan()
+                .await
+                .expect("physical plan");
+            scan_options(&plan).expect("a Parquet scan in the plan")
+        };
+        let options = scan_options_of("select * from findings where id = 'x'").await;
         let session = ctx.state().config_options().execution.parquet.clone();
         // DataFusion's own defaults differ on each of these: a format built without the
         // session's options would scan with the page index and a 512 KiB first read.
@@ -315,14 +318,7 @@ mod tests {
             "a scan that reads the raw finding filters rows as it decodes"
         );
 
-        let narrow = ctx
-            .sql("select id from findings where id = 'x'")
-            .await
-            .expect("plan")
-            .create_physical_plan()
-            .await
-            .expect("physical plan");
-        let options = scan_options(&narrow).expect("a Parquet scan in the plan");
+        let options = scan_options_of("select id from findings where id = 'x'").await;
         assert!(
             !options.global.pushdown_filters,
             "a scan of narrow columns decodes them whole"

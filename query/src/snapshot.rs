@@ -8,7 +8,7 @@
 //! so a query sees the files before a compaction or after it, never both or neither. A
 //! lookup by id also drops the files the id index rules out (`crate::id_lookup`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -61,18 +61,23 @@ pub(crate) fn under_prefix(prefix: &str, dir: &str) -> object_store::path::Path 
     }
 }
 
+/// The entries of a local warehouse folder; none while the folder does not exist.
+pub(crate) fn local_entries(
+    dir: &Path,
+) -> Result<std::iter::Flatten<std::option::IntoIter<std::fs::ReadDir>>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries).into_iter().flatten()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None.into_iter().flatten()),
+        Err(e) => Err(DataFusionError::IoError(e)),
+    }
+}
+
 impl RecordSource {
     async fn read(&self) -> Result<Compactions> {
         let mut compactions = Compactions::default();
         match self {
             RecordSource::Local(root) => {
-                let dir = root.join(COMPACTIONS);
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(compactions),
-                    Err(e) => return Err(DataFusionError::IoError(e)),
-                };
-                for entry in entries {
+                for entry in local_entries(&root.join(COMPACTIONS))? {
                     let path = entry?.path();
                     if path.extension().is_some_and(|e| e == "json") {
                         add_record(&mut compactions, &std::fs::read(&path)?)?;
