@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gdq_ingest::decode::{Event, TextBuffer, for_each_finding_in};
 use gdq_ingest::inflate::Inflater;
-use gdq_ingest::writer::writer_properties;
 use gdq_schemas::{FindingRows, findings_schema, parse_finding};
+use gdq_table::writer::writer_properties;
 use parquet::arrow::ArrowWriter;
 
 fn export_files() -> Vec<PathBuf> {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use gdq_ingest::remote::S3Location;
-use gdq_ingest::{IngestError, Warehouse};
-use gdq_query::{OutputFormat, QueryError, WarehouseLocation, open_session, run_sql};
+use gdq_ingest::IngestError;
+use gdq_query::{OutputFormat, QueryError, open_session, run_sql};
+use gdq_table::{TableError, Warehouse};
 
 use crate::exit::{Failure, Status};
 
@@ -107,7 +107,18 @@ enum Command {
     /// Merge each type partition's small files into large ones sorted by updated_at.
     #[command(after_help = COMPACT_HELP)]
     Compact(CompactArgs),
-    /// Table definitions of the warehouse for DuckDB, Spark, Trino or Athena.
+    /// Delete files no commit names: dead writers' debris, and files compaction removed
+    /// once the retention (1 hour) has passed.
+    #[command(after_help = VACUUM_HELP)]
+    Vacuum(VacuumArgs),
+    /// Upgrade a warehouse of an older gdq (plain Parquet folders) to the Delta table, in
+    /// place and without rewriting data. Any write does it too.
+    #[command(
+        after_help = "Example:\n  gdq upgrade --warehouse /data/gdq\n\nIdempotent: a second run, or a run after a crash, changes nothing. Stop older gdq writers first."
+    )]
+    Upgrade,
+    /// Table definitions of the warehouse's Delta table for Athena, Spark, Trino, DuckDB or
+    /// Snowflake (--plain: Parquet folders, for engines without Delta).
     #[command(after_help = DDL_HELP)]
     Ddl(DdlArgs),
     /// Interactive SQL shell (also what `gdq` without SQL opens on a terminal).
@@ -189,20 +200,35 @@ Examples:
   gdq compact --warehouse /data/gdq
   gdq compact --warehouse s3://lake/gdq --type Recon:EC2/PortProbeUnprotectedPort --dedupe
 
-Atomic for gdq readers: a query sees the files before or after, never both. Safe to run
-beside the worker and scheduled ingests; a crash mid-way leaves a valid table and the next
-writer (or compact run) finishes or undoes the interrupted step. The ledger is untouched, so
-a late redelivery of an already compacted object still adds nothing.";
+Each partition is one commit that removes the inputs and adds the outputs: every Delta
+reader sees the files before or after, never both. Safe beside the worker and scheduled
+ingests (appends committed meanwhile are kept; a concurrent compaction of the same files
+wins or loses as a whole). The inputs stay for the retention (1 hour) for readers of older
+snapshots, then a vacuum deletes them; plain-Parquet readers of the folders see both until
+then. The ledger is untouched, so a late redelivery of a compacted object adds nothing.";
+
+const VACUUM_HELP: &str = "\
+Examples:
+  gdq vacuum --warehouse /data/gdq
+  gdq vacuum --warehouse s3://lake/gdq --dry-run
+  gdq vacuum --retention 0s     # removed files now: plain-Parquet readers then read exactly the table
+
+Removes data, index and quarantine files of batches that never committed (locally once
+their writer is gone; in S3 once older than 15 minutes, GDQ_STAGING_TTL_SECS), and files
+compaction removed from the table once the retention has passed. Every writer does the
+same when it starts.";
 
 const DDL_HELP: &str = "\
 Examples:
-  gdq ddl --engine duckdb --warehouse ./wh | duckdb
   gdq ddl --engine athena --warehouse s3://lake/gdq > findings.sql
   gdq ddl --engine spark --location s3a://lake/gdq/findings
+  gdq ddl --engine duckdb --warehouse ./wh | duckdb
+  gdq ddl --engine duckdb --plain --warehouse ./wh | duckdb     # without the delta extension
 
-The statements define `findings` (every column of the schema plus the `type` partition,
-decoded from the folder names) and `findings_latest`. Trino and Athena also register the
-partitions; run that statement again when new finding types appear.";
+The statements define `findings` (every exported version; schema and partitions from the
+Delta log, so new finding types need no repair) and `findings_latest` (one row per id).
+--plain defines Parquet tables over the folders instead; Trino and Athena then register the
+partitions, to run again when new types appear.";
 
 const WORKER_HELP: &str = "\
 Example:
@@ -216,15 +242,30 @@ dead-letter queue. SIGINT/SIGTERM: stop receiving, commit what is in hand, exit 
 
 #[derive(Args, Debug)]
 pub struct DdlArgs {
-    /// duckdb, spark, trino or athena.
+    /// athena, spark, trino, duckdb or snowflake.
     #[arg(long, value_name = "ENGINE")]
     pub engine: gdq_schemas::ddl::Engine,
+    /// Plain Parquet tables over the partition folders instead of the Delta table (exact
+    /// only with no writer in flight, after `gdq vacuum --retention 0s`).
+    #[arg(long)]
+    pub plain: bool,
     /// Location of the findings folder as the engine sees it (default: from --warehouse).
     #[arg(long, value_name = "URI")]
     pub location: Option<String>,
     /// Trino schema (database) to create the table in.
     #[arg(long, default_value = "security", value_name = "NAME")]
     pub trino_schema: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VacuumArgs {
+    /// Keep removed files this long instead of the table's retention (1h): 0s deletes them
+    /// now; a reader of an older snapshot then fails.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub retention: Option<std::time::Duration>,
+    /// Say what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -300,7 +341,7 @@ pub struct WorkerArgs {
     /// Interval of the one-line progress log.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub progress_interval: std::time::Duration,
-    /// Log format on stderr: text or json. Level from GDQ_LOG (default info).
+    /// Log format on stderr: text or json. Level from GDQ_LOG (default: gdq at info, libraries at warn).
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     pub log_format: String,
 }
@@ -339,6 +380,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Schema(args)) => schema(args),
         Some(Command::Status) => status(&warehouse, cli.output.format),
         Some(Command::Compact(args)) => compact(&warehouse, args),
+        Some(Command::Vacuum(args)) => vacuum(&warehouse, args),
+        Some(Command::Upgrade) => upgrade(&warehouse),
         Some(Command::Ddl(args)) => ddl(&warehouse, args),
         Some(Command::Shell) => crate::shell::run(&warehouse, cli.output.format),
         None if cli.query.sql.is_none()
@@ -353,31 +396,25 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
 }
 
 pub fn ingest_failure(e: IngestError) -> Failure {
+    match e {
+        IngestError::Table(e) => table_failure(e),
+        IngestError::MissingPath(_) | IngestError::Usage(_) => Failure::new(Status::Usage, e),
+        _ => Failure::new(Status::Failed, e),
+    }
+}
+
+pub fn table_failure(e: TableError) -> Failure {
     let code = match e {
-        IngestError::MissingPath(_) | IngestError::Usage(_) => Status::Usage,
+        TableError::Usage(_) => Status::Usage,
         _ => Status::Failed,
     };
     Failure::new(code, e)
 }
 
-/// Opens the warehouse a writer or `status` works on.
+/// Opens the warehouse (for S3, with the standard AWS configuration). Not from async code:
+/// there, `Warehouse::open(..).await` with [`table_failure`].
 pub fn open_warehouse(location: &str) -> Result<Warehouse, Failure> {
-    Warehouse::open(location).map_err(ingest_failure)
-}
-
-/// Where queries read: a local directory, or an S3 prefix through `object_store`.
-pub async fn query_location(location: &str) -> Result<WarehouseLocation, Failure> {
-    if !location.starts_with("s3://") {
-        return Ok(WarehouseLocation::Local(PathBuf::from(location)));
-    }
-    let parsed = S3Location::parse(location).map_err(ingest_failure)?;
-    let store = gdq_ingest::remote::s3_store(&parsed.bucket)
-        .await
-        .map_err(ingest_failure)?;
-    Ok(WarehouseLocation::Store {
-        url: parsed.url(),
-        store,
-    })
+    gdq_table::block_on(Warehouse::open(location)).map_err(table_failure)
 }
 
 fn read_sql(args: &QueryArgs) -> Result<String, Failure> {
@@ -408,11 +445,11 @@ fn read_sql(args: &QueryArgs) -> Result<String, Failure> {
 }
 
 pub fn query_failure(e: QueryError) -> Failure {
-    let code = match e {
-        QueryError::Plan(_) => Status::Usage,
-        _ => Status::Failed,
-    };
-    Failure::new(code, e)
+    match e {
+        QueryError::Plan(_) => Failure::new(Status::Usage, e),
+        QueryError::Table(e) => table_failure(e),
+        _ => Failure::new(Status::Failed, e),
+    }
 }
 
 /// The async runtime every command that talks to AWS or queries runs on.
@@ -425,8 +462,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
     runtime()?.block_on(async {
-        let location = query_location(warehouse).await?;
-        let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;
+        let warehouse = Warehouse::open(warehouse).await.map_err(table_failure)?;
+        let (ctx, warning) = open_session(&warehouse).await.map_err(query_failure)?;
         if let Some(warning) = warning {
             eprintln!("gdq: {warning}");
         }
@@ -444,8 +481,8 @@ fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitC
     let sql = read_sql(&args)?;
     let runtime = runtime()?;
     runtime.block_on(async {
-        let location = query_location(warehouse).await?;
-        let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;
+        let warehouse = Warehouse::open(warehouse).await.map_err(table_failure)?;
+        let (ctx, warning) = open_session(&warehouse).await.map_err(query_failure)?;
         if let Some(warning) = warning {
             eprintln!("gdq: {warning}");
         }
@@ -460,8 +497,9 @@ fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitC
 }
 
 fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
-    let status = gdq_ingest::status::warehouse_status(&open_warehouse(warehouse)?)
-        .map_err(ingest_failure)?;
+    let handle = open_warehouse(warehouse)?;
+    let status =
+        gdq_table::block_on(gdq_table::status::warehouse_status(&handle)).map_err(table_failure)?;
     let time = |ms: Option<i64>| ms.map(gdq_schemas::format_rfc3339_ms).unwrap_or_default();
     let mut out = std::io::stdout().lock();
     if format == OutputFormat::Json || format == OutputFormat::Ndjson {
@@ -473,9 +511,9 @@ fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
                     "newest_updated_at": p.newest_updated_at_ms.map(gdq_schemas::format_rfc3339_ms)})
             })
             .collect();
-        let doc = serde_json::json!({"warehouse": warehouse, "types": types,
+        let doc = serde_json::json!({"warehouse": warehouse, "version": status.version, "types": types,
             "commits": status.commits, "objects": status.objects, "quarantine_records": status.quarantine_records,
-            "staged_batches": status.staged_batches});
+            "unreferenced_files": status.unreferenced_files});
         let _ = writeln!(out, "{doc}");
         return Ok(Status::Ok.into());
     }
@@ -507,33 +545,45 @@ fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
         total.bytes as f64 / 1e6,
         time(total.newest_updated_at_ms)
     );
+    let version = status
+        .version
+        .map_or_else(|| "no table yet".to_string(), |v| format!("version {v}"));
     let _ = writeln!(
         out,
-        "ledger: {} objects in {} commits; quarantine: {} records; staged batches: {}",
-        status.objects, status.commits, status.quarantine_records, status.staged_batches
+        "table: {version}; ledger: {} objects in {} commits; quarantine: {} records; files no commit names: {}",
+        status.objects, status.commits, status.quarantine_records, status.unreferenced_files
     );
     Ok(Status::Ok.into())
 }
 
+pub fn print_recovery(out: &mut impl Write, recovery: &gdq_table::Recovery) {
+    if !recovery.discarded.is_empty() || recovery.expired_files > 0 {
+        let _ = writeln!(
+            out,
+            "  recovered   {} uncommitted batch(es) discarded ({} files), {} removed file(s) past the retention deleted",
+            recovery.discarded.len(),
+            recovery.debris_files,
+            recovery.expired_files
+        );
+    }
+}
+
 fn compact(warehouse: &str, args: CompactArgs) -> Result<ExitCode, Failure> {
-    let options = gdq_ingest::compact::CompactOptions {
+    let options = gdq_table::compact::CompactOptions {
         types: args.types,
         target_file_bytes: args.target_file_size,
         dedupe: args.dedupe,
         ..Default::default()
     };
     let warehouse = open_warehouse(warehouse)?;
-    let report = gdq_ingest::compact::compact(&warehouse, &options).map_err(ingest_failure)?;
+    let report = gdq_table::block_on(async {
+        let mut table = gdq_table::Table::open(&warehouse).await?;
+        gdq_table::compact::compact(&mut table, &options).await
+    })
+    .map_err(table_failure)?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "compact {}", warehouse.name());
-    if !report.recovery.published.is_empty() || !report.recovery.discarded.is_empty() {
-        let _ = writeln!(
-            out,
-            "  recovered {} interrupted step(s) finished, {} undone",
-            report.recovery.published.len(),
-            report.recovery.discarded.len()
-        );
-    }
+    print_recovery(&mut out, &report.recovery);
     let (mut before, mut after, mut rows_before, mut rows_after) = (0, 0, 0, 0);
     for p in &report.partitions {
         before += p.files_before;
@@ -568,6 +618,66 @@ fn compact(warehouse: &str, args: CompactArgs) -> Result<ExitCode, Failure> {
         "  total: {compacted} of {} partitions compacted; files {before} -> {after}; rows {rows_before} -> {rows_after} in the compacted partitions",
         report.partitions.len()
     );
+    if report.vacuumed.expired_files > 0 || report.vacuumed.retained_files > 0 {
+        let _ = writeln!(
+            out,
+            "  removed files: {} deleted past the retention, {} kept for readers of older snapshots (gdq vacuum)",
+            report.vacuumed.expired_files, report.vacuumed.retained_files
+        );
+    }
+    Ok(Status::Ok.into())
+}
+
+fn vacuum(warehouse: &str, args: VacuumArgs) -> Result<ExitCode, Failure> {
+    let options = gdq_table::VacuumOptions {
+        retention: args.retention,
+        dry_run: args.dry_run,
+    };
+    let warehouse = open_warehouse(warehouse)?;
+    let (opened, swept) = gdq_table::block_on(async {
+        let mut table = gdq_table::Table::open(&warehouse).await?;
+        let opened = table.recovery().clone();
+        let swept = gdq_table::vacuum::vacuum(&mut table, &options).await?;
+        Ok::<_, TableError>((opened, swept))
+    })
+    .map_err(table_failure)?;
+    let mut out = std::io::stdout().lock();
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let _ = writeln!(out, "vacuum {}", warehouse.name());
+    let _ = writeln!(
+        out,
+        "  {verb} {} file(s) of {} uncommitted batch(es), {} removed file(s) past the retention; {} removed file(s) kept",
+        opened.debris_files + swept.debris_files,
+        opened.discarded.len() + swept.discarded.len(),
+        opened.expired_files + swept.expired_files,
+        swept.retained_files
+    );
+    Ok(Status::Ok.into())
+}
+
+fn upgrade(warehouse: &str) -> Result<ExitCode, Failure> {
+    let warehouse = open_warehouse(warehouse)?;
+    let report =
+        gdq_table::block_on(gdq_table::legacy::upgrade(&warehouse)).map_err(table_failure)?;
+    let mut out = std::io::stdout().lock();
+    if report.upgraded {
+        let _ = writeln!(
+            out,
+            "upgraded {}: {} files ({} rows) and a ledger of {} objects from {} commits are table version 0; {} interrupted step(s) of the old layout finished first",
+            warehouse.name(),
+            report.files,
+            report.rows,
+            report.objects,
+            report.commits,
+            report.recovered
+        );
+    } else {
+        let _ = writeln!(out, "{}: nothing to upgrade", warehouse.name());
+    }
     Ok(Status::Ok.into())
 }
 
@@ -583,7 +693,12 @@ fn ddl(warehouse: &str, args: DdlArgs) -> Result<ExitCode, Failure> {
             absolute.join("findings").display().to_string()
         }
     };
-    let text = gdq_schemas::ddl::ddl(args.engine, &location, &args.trino_schema);
+    let text = if args.plain {
+        gdq_schemas::ddl::plain_ddl(args.engine, &location, &args.trino_schema)
+            .map_err(|e| Failure::new(Status::Usage, e))?
+    } else {
+        gdq_schemas::ddl::ddl(args.engine, &location, &args.trino_schema)
+    };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     Ok(Status::Ok.into())

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use gdq_ingest::listing::ExportFilter;
-use gdq_ingest::remote::S3Location;
 use gdq_ingest::s3::AwsClients;
 use gdq_ingest::s3_ingest::{S3IngestError, S3IngestOptions, S3IngestReport, ingest_s3, parse_day};
 use gdq_ingest::{IngestOptions, IngestSummary, ingest_local};
+use gdq_table::S3Location;
 
 use crate::cli::{IngestArgs, ingest_failure, open_warehouse};
 use crate::exit::{Failure, Status};
@@ -99,7 +99,7 @@ fn run_s3(
         .iter()
         .map(|s| S3Location::parse(s))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ingest_failure)?;
+        .map_err(crate::cli::table_failure)?;
     let mut options = S3IngestOptions {
         filter,
         kms_key: args.kms_key_arn.clone(),
@@ -224,14 +224,7 @@ fn print_summary(warehouse: &str, s: &IngestSummary) {
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "ingest into {warehouse}");
-    if !s.recovery.published.is_empty() || !s.recovery.discarded.is_empty() {
-        let _ = writeln!(
-            out,
-            "  recovered   {} interrupted commit(s) finished, {} uncommitted batch(es) discarded",
-            s.recovery.published.len(),
-            s.recovery.discarded.len()
-        );
-    }
+    crate::cli::print_recovery(&mut out, &s.recovery);
     let _ = writeln!(
         out,
         "  objects     {} found: {} ingested, {} already in the warehouse, {} refused, {} failed, {} read in part",

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use gdq_ingest::listing::ExportFilter;
-use gdq_ingest::remote::S3Location;
 use gdq_ingest::s3::AwsClients;
 use gdq_ingest::s3_ingest::{S3IngestOptions, ingest_s3, parse_day};
 use gdq_setup::alerts::AlertsWanted;
@@ -15,6 +14,7 @@ use gdq_setup::detector::{self, DetectorWanted};
 use gdq_setup::record::{self, SetupRecord};
 use gdq_setup::teardown::TeardownOptions;
 use gdq_setup::{Clients, Report, SetupError, SetupOptions};
+use gdq_table::S3Location;
 
 use crate::cli::runtime;
 use crate::exit::{Failure, Status};
@@ -320,8 +320,10 @@ async fn sample_round_trip(
     record: &SetupRecord,
     timeout: Duration,
 ) -> Result<ExitCode, Failure> {
-    let warehouse_handle = crate::cli::open_warehouse(warehouse)?;
-    let source = S3Location::parse(&record.source()).map_err(crate::cli::ingest_failure)?;
+    let warehouse_handle = gdq_table::Warehouse::open(warehouse)
+        .await
+        .map_err(crate::cli::table_failure)?;
+    let source = S3Location::parse(&record.source()).map_err(crate::cli::table_failure)?;
     let since_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -354,8 +356,7 @@ async fn sample_round_trip(
         ingest_s3(aws, &warehouse_handle, &source, &options)
             .await
             .map_err(|e| Failure::new(Status::Failed, e))?;
-        let location = crate::cli::query_location(warehouse).await?;
-        let (ctx, _) = gdq_query::open_session(&location)
+        let (ctx, _) = gdq_query::open_session(&warehouse_handle)
             .await
             .map_err(crate::cli::query_failure)?;
         let rows = gdq_query::query_count(&ctx, &sql)

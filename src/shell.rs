@@ -11,7 +11,7 @@ use gdq_query::{OutputFormat, SessionContext, open_session, run_sql};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
-use crate::cli::{query_failure, query_location, runtime};
+use crate::cli::{query_failure, runtime, table_failure};
 use crate::exit::{Failure, Status};
 
 const HELP: &str = "\
@@ -100,7 +100,9 @@ impl Shell {
 pub fn run(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
     let runtime = runtime()?;
     runtime.block_on(async {
-        let location = query_location(warehouse).await?;
+        let location = gdq_table::Warehouse::open(warehouse)
+            .await
+            .map_err(table_failure)?;
         let (ctx, warning) = open_session(&location).await.map_err(query_failure)?;
         if let Some(warning) = warning {
             eprintln!("gdq: {warning}");
@@ -111,7 +113,10 @@ pub fn run(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
         if let Some(path) = &history {
             let _ = editor.load_history(path);
         }
-        eprintln!("gdq shell on {location}; statements end with ';', \\? for help, \\q to quit");
+        eprintln!(
+            "gdq shell on {}; statements end with ';', \\? for help, \\q to quit",
+            location.name()
+        );
         let mut shell = Shell {
             ctx,
             format,

@@ -9,11 +9,17 @@ use gdq_ingest::worker::{WorkerOptions, WorkerStats, run_worker};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+/// What the worker logs when `GDQ_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "warn,gdq=info,gdq_ingest=info,gdq_table=info,gdq_query=info";
+
 use crate::cli::WorkerArgs;
 use crate::exit::{Failure, Status};
 
 fn init_logging(format: &str) -> Result<(), Failure> {
-    let filter = EnvFilter::try_from_env("GDQ_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // gdq's own progress at info; the libraries below it (delta-rs, the Delta kernel, the
+    // AWS SDK) only when something is wrong. `GDQ_LOG=debug` shows everything.
+    let filter =
+        EnvFilter::try_from_env("GDQ_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -16,7 +16,7 @@ out = {}
 
 con = duckdb.connect()
 rows = con.execute(
-    f"select type, count(*) from read_parquet('{findings}/**/*.parquet', hive_partitioning=true) group by type"
+    f"select type, count(*) from read_parquet('{findings}/type=*/*.parquet', hive_partitioning=true) group by type"
 ).fetchall()
 out["duckdb"] = {t: n for t, n in rows}
 
@@ -30,7 +30,7 @@ out["pyarrow_updated_at_type"] = str(table.schema.field("updated_at").type)
 frame = pd.read_parquet(findings, columns=["type", "id"])
 out["pandas"] = {str(k): int(v) for k, v in frame["type"].astype(str).value_counts().items()}
 
-lazy = pl.scan_parquet(f"{findings}/**/*.parquet", hive_partitioning=True)
+lazy = pl.scan_parquet(f"{findings}/type=*/*.parquet", hive_partitioning=True)
 grouped = lazy.group_by("type").agg(pl.len().alias("n")).collect()
 out["polars"] = {t: n for t, n in zip(grouped["type"].to_list(), grouped["n"].to_list())}
 

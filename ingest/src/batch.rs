@@ -1,26 +1,25 @@
 //! A batch: the unit of one commit. Objects are decoded into it from any source (a local
-//! file, an S3 object), rows are buffered per type and staged as Parquet, refused objects and
-//! bad lines go to its quarantine file, and [`Batch::commit`] makes all of it visible at once.
+//! file, an S3 object), rows are buffered per type and written as Parquet into the batch's
+//! staging folder, refused objects and bad lines go to its quarantine file, and
+//! [`Batch::finish`] hands all of it to the table (`gdq_table::Table::commit_append`), which
+//! makes it visible at once or not at all.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, TryLockError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use gdq_schemas::{FindingRows, ParsedFinding, format_rfc3339_ms};
+use gdq_schemas::{FindingRows, ParsedFinding};
+use gdq_table::fault::fail_point;
+use gdq_table::layout::{new_batch_id, now_ms};
+use gdq_table::quarantine::QuarantineWriter;
+use gdq_table::{PartitionWriter, SourceRecord, StagedAppend, StagedFile, Staging, Warehouse};
 
 use crate::decode::{
     Event, StreamCounts, TextBuffer, for_each_finding_in, for_each_finding_in_object, maybe_gunzip,
 };
 use crate::error::IngestError;
-use crate::fault::crash_point;
-use crate::id_index::stage_id_index;
-use crate::ledger::{COMMIT_FORMAT, CommitRecord, FileRecord, Ledger, SourceRecord};
-use crate::quarantine::QuarantineWriter;
-use crate::warehouse::{Warehouse, WarehouseLock, quarantine_key};
-use crate::writer::{PartitionWriter, drop_sources};
 
 /// Tuning of the row buffers and files of a batch. The defaults fit a 2-core machine.
 #[derive(Debug, Clone)]
@@ -76,26 +75,6 @@ impl Default for BatchOptions {
         }
         .with_memory_budget(DEFAULT_MEMORY_BUDGET, 2)
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Time-sortable, unique batch name: `20240102T030405Z-1a2b3c4d`.
-pub(crate) fn new_batch_id() -> String {
-    let stamp = format_rfc3339_ms(now_ms());
-    let compact: String = stamp[..19]
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let salt = xxhash_rust::xxh3::xxh3_64(format!("{nanos}-{}", std::process::id()).as_bytes());
-    format!("{compact}Z-{:08x}", salt as u32)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,7 +187,7 @@ impl BatchWriters {
     /// Closes every file on `threads` threads: each close encodes what its open row group
     /// still buffers and waits for its file to reach the disk, and one thread alone left
     /// the other core idle for most of a second at the end of a 1M-finding ingest.
-    fn finish(&self, threads: usize) -> Result<Vec<FileRecord>, IngestError> {
+    fn finish(&self, threads: usize) -> Result<Vec<StagedFile>, IngestError> {
         let map = std::mem::take(&mut *lock(&self.writers));
         let mut writers = Vec::with_capacity(map.len());
         for (finding_type, slot) in map {
@@ -224,20 +203,16 @@ impl BatchWriters {
         // Largest first, so the last one to close is a small one.
         writers.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
         let queue = Mutex::new(writers.into_iter().map(|(_, writer)| writer));
-        let close_all = || -> Result<Vec<FileRecord>, IngestError> {
+        let close_all = || -> Result<Vec<StagedFile>, IngestError> {
             let mut files = Vec::new();
             loop {
                 let Some(writer) = lock(&queue).next() else {
                     return Ok(files);
                 };
-                files.extend(writer.finish()?.into_iter().map(|f| FileRecord {
-                    path: f.relative_path,
-                    rows: f.rows,
-                    bytes: f.bytes,
-                }));
+                files.extend(writer.finish()?);
             }
         };
-        let closed: Vec<Result<Vec<FileRecord>, IngestError>> = std::thread::scope(|scope| {
+        let closed: Vec<Result<Vec<StagedFile>, IngestError>> = std::thread::scope(|scope| {
             let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(close_all)).collect();
             let mut closed = vec![close_all()];
             closed.extend(helpers.into_iter().map(|helper| {
@@ -359,29 +334,27 @@ pub struct ObjectOutcome {
 
 /// One commit's worth of objects, being staged.
 pub struct Batch {
-    _live: WarehouseLock,
-    warehouse: Warehouse,
+    staging: Staging,
     id: String,
-    staging_root: PathBuf,
     ingested_at_ms: i64,
     options: BatchOptions,
     writers: Arc<BatchWriters>,
     quarantine: Mutex<QuarantineWriter>,
     sources: Mutex<Vec<SourceRecord>>,
+    /// Objects that failed part way: their rows must not commit.
+    failed: Mutex<HashSet<String>>,
 }
 
 impl Batch {
-    /// Starts a batch: creates its staging folder and holds its liveness lock.
+    /// Starts a batch in a staging folder of its own.
     pub fn new(warehouse: &Warehouse, options: &BatchOptions) -> Result<Batch, IngestError> {
         let id = new_batch_id();
-        let live = warehouse.stage(&id)?;
-        let staging_root = warehouse.staging_dir(&id);
-        let quarantine = staging_root.join(quarantine_key(&id));
+        let staging = warehouse.stage(&id)?;
+        let staging_root = staging.dir().to_path_buf();
+        let quarantine = staging_root.join("quarantine.jsonl");
         Ok(Batch {
-            _live: live,
-            warehouse: warehouse.clone(),
             writers: Arc::new(BatchWriters {
-                staging_root: staging_root.clone(),
+                staging_root,
                 batch: id.clone(),
                 target_file_bytes: options.target_file_bytes,
                 budget_bytes: options.writer_budget_bytes,
@@ -389,12 +362,13 @@ impl Batch {
                 shrinking: Mutex::new(()),
                 writers: Mutex::new(HashMap::new()),
             }),
+            staging,
             id,
-            staging_root,
             ingested_at_ms: now_ms(),
             options: options.clone(),
             quarantine: Mutex::new(QuarantineWriter::new(&quarantine)),
             sources: Mutex::new(Vec::new()),
+            failed: Mutex::new(HashSet::new()),
         })
     }
 
@@ -422,7 +396,12 @@ impl Batch {
         reason: &str,
         bytes: &[u8],
     ) -> Result<(), IngestError> {
-        lock(&self.quarantine).record(uri, line, reason, bytes)
+        if fail_point("quarantine-record") {
+            return Err(IngestError::Internal(format!(
+                "quarantine record of {uri} failed (injected fault)"
+            )));
+        }
+        Ok(lock(&self.quarantine).record(uri, line, reason, bytes)?)
     }
 
     /// Decodes one object held whole in memory (gzip or plain JSON Lines) into the batch and
@@ -501,13 +480,19 @@ impl Batch {
         });
         buffers.text = text;
         if let Some(e) = failure {
+            // Some of the object's rows may already be with the writers: the commit leaves
+            // them out, so the object contributes nothing and its redelivery adds it once.
+            lock(&self.failed).insert(uri.to_string());
             return Err(e);
         }
         outcome.counts = match result {
             Ok(counts) => counts,
             Err((io_error, counts)) => {
                 let reason = format!("stream unreadable after line {}: {io_error}", counts.lines);
-                self.quarantine(uri, None, &reason, &[])?;
+                if let Err(e) = self.quarantine(uri, None, &reason, &[]) {
+                    lock(&self.failed).insert(uri.to_string());
+                    return Err(e);
+                }
                 outcome.error = Some(reason);
                 counts
             }
@@ -522,120 +507,33 @@ impl Batch {
         Ok(outcome)
     }
 
-    /// Writes every staged file, then — under the warehouse's commit lock — drops the
-    /// objects another writer committed meanwhile, writes the commit record (the commit
-    /// point) and publishes. `ledger` is refreshed and gets the new record. Returns `None`
-    /// when the batch holds nothing to commit.
-    pub fn commit(self, ledger: &mut Ledger) -> Result<Option<CommitRecord>, IngestError> {
+    /// Closes every file and the quarantine: the batch, ready for the table to commit.
+    pub fn finish(self) -> Result<StagedAppend, IngestError> {
         let Batch {
-            _live,
-            warehouse,
+            staging,
             id,
-            staging_root,
             writers,
             quarantine,
             sources,
+            failed,
             options,
             ..
         } = self;
-        let mut files = writers.finish(options.threads)?;
-        let quarantine_path = quarantine
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .path()
-            .to_path_buf();
-        let mut quarantined = quarantine
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .finish()?;
+        let files = writers.finish(options.threads)?;
+        let quarantine = quarantine.into_inner().unwrap_or_else(|p| p.into_inner());
+        let quarantine_path = quarantine.path().to_path_buf();
+        let records = quarantine.finish()?;
         let mut sources = sources.into_inner().unwrap_or_else(|p| p.into_inner());
-
-        // Large uploads happen before the lock, so writers only queue for the short part.
-        let staged = |files: &[FileRecord], quarantined: u64| -> Result<Vec<String>, IngestError> {
-            let mut relatives: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-            relatives.extend(stage_id_index(&staging_root, &id, files)?);
-            if quarantined > 0 {
-                relatives.push(quarantine_key(&id));
-            }
-            Ok(relatives)
-        };
-        warehouse.upload_staged(&id, &staged(&files, quarantined)?)?;
-
-        let _commit_lock = warehouse.lock()?;
-        ledger.refresh(&warehouse)?;
-        let duplicates: HashSet<String> = sources
-            .iter()
-            .filter(|s| ledger.contains(&s.id))
-            .map(|s| s.uri.clone())
-            .collect();
-        if !duplicates.is_empty() {
-            sources.retain(|s| !duplicates.contains(&s.uri));
-            files = drop_duplicate_rows(&staging_root, files, &duplicates)?;
-            quarantined = drop_quarantine_records(&quarantine_path, &duplicates)?;
-            // Both are no-ops for a local warehouse; `staged` rewrites the index either way.
-            warehouse.discard_staged_remote(&id)?;
-            warehouse.upload_staged(&id, &staged(&files, quarantined)?)?;
-        }
-        if sources.is_empty() && quarantined == 0 {
-            warehouse.discard_staged(&id)?;
-            return Ok(None);
-        }
         sources.sort_by(|a, b| a.uri.cmp(&b.uri));
-        let record = CommitRecord {
-            format: COMMIT_FORMAT,
+        Ok(StagedAppend {
             batch: id,
-            committed_at: format_rfc3339_ms(now_ms()),
-            sources,
+            staging,
             files,
-        };
-        crash_point("before-commit");
-        warehouse.write_commit(&record)?;
-        crash_point("after-commit");
-        warehouse.publish(&record)?;
-        ledger.add(&record);
-        Ok(Some(record))
-    }
-}
-
-fn drop_duplicate_rows(
-    staging_root: &Path,
-    files: Vec<FileRecord>,
-    uris: &HashSet<String>,
-) -> Result<Vec<FileRecord>, IngestError> {
-    let mut kept = Vec::with_capacity(files.len());
-    for mut f in files {
-        if let Some((rows, bytes)) = drop_sources(&staging_root.join(&f.path), uris)? {
-            f.rows = rows;
-            f.bytes = bytes;
-            kept.push(f);
-        }
-    }
-    Ok(kept)
-}
-
-fn drop_quarantine_records(path: &Path, uris: &HashSet<String>) -> Result<u64, IngestError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(0);
-    };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| {
-                    v.get("source")
-                        .and_then(|s| s.as_str())
-                        .map(|s| !uris.contains(s))
-                })
-                .unwrap_or(true)
+            sources,
+            failed: failed.into_inner().unwrap_or_else(|p| p.into_inner()),
+            quarantine: (records > 0).then_some((quarantine_path, records)),
         })
-        .collect();
-    if kept.is_empty() {
-        std::fs::remove_file(path).map_err(IngestError::warehouse(path))?;
-    } else {
-        std::fs::write(path, kept.join("\n") + "\n").map_err(IngestError::warehouse(path))?;
     }
-    Ok(kept.len() as u64)
 }
 
 #[cfg(test)]
@@ -645,69 +543,25 @@ mod tests {
     const LINES: &str =
         "{\"id\":\"a\",\"type\":\"T:X/Y\"}\n{\"id\":\"b\",\"type\":\"T:X/Y\"}\nnot json\n";
 
-    fn rows_in_table(warehouse: &Warehouse) -> u64 {
-        let mut rows = 0;
-        let mut stack = vec![warehouse.findings_dir()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let file = std::fs::File::open(&p).unwrap();
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-                    rows += reader.metadata().file_metadata().num_rows() as u64;
-                }
-            }
-        }
-        rows
+    fn warehouse(dir: &std::path::Path) -> Warehouse {
+        gdq_table::block_on(Warehouse::open(&dir.display().to_string())).unwrap()
     }
 
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
     #[test]
-    fn a_batch_that_lost_the_race_for_an_object_commits_nothing_of_it() {
+    fn a_finished_batch_holds_its_files_sources_and_quarantine() {
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = Warehouse::new(dir.path());
-        warehouse.create_layout().unwrap();
-        let options = BatchOptions::default();
-        let (first, second) = (
-            Batch::new(&warehouse, &options).unwrap(),
-            Batch::new(&warehouse, &options).unwrap(),
-        );
-        for (batch, other) in [(&first, "s3://b/other-1"), (&second, "s3://b/other-2")] {
-            let mut buffers = batch.buffers();
-            batch
-                .ingest_object(&mut buffers, "s3://b/same", "id-same", LINES.as_bytes())
-                .unwrap();
-            batch
-                .ingest_object(&mut buffers, other, other, LINES.as_bytes())
-                .unwrap();
-            buffers.flush().unwrap();
-        }
-        let mut ledger = Ledger::default();
-        let one = first.commit(&mut ledger).unwrap().unwrap();
-        assert_eq!(one.sources.len(), 2);
-        let mut stale = Ledger::default();
-        let two = second.commit(&mut stale).unwrap().unwrap();
-        assert_eq!(
-            two.sources
-                .iter()
-                .map(|s| s.uri.as_str())
-                .collect::<Vec<_>>(),
-            ["s3://b/other-2"]
-        );
-        assert_eq!(two.files.iter().map(|f| f.rows).sum::<u64>(), 2);
-        assert_eq!(
-            rows_in_table(&warehouse),
-            6,
-            "a, b of same once, of other-1 and of other-2"
-        );
-        let quarantine = std::fs::read_to_string(warehouse.quarantine_path(&two.batch)).unwrap();
-        assert_eq!(
-            quarantine.lines().count(),
-            1,
-            "the duplicate's bad line is not recorded twice"
-        );
+        let batch = Batch::new(&warehouse(dir.path()), &BatchOptions::default()).unwrap();
+        let mut buffers = batch.buffers();
+        let outcome = batch
+            .ingest_object(&mut buffers, "s3://b/one", "id-one", LINES.as_bytes())
+            .unwrap();
+        assert_eq!((outcome.rows, outcome.quarantined), (2, 1));
+        buffers.flush().unwrap();
+        let staged = batch.finish().unwrap();
+        assert_eq!(staged.sources.len(), 1);
+        assert_eq!(staged.files.iter().map(|f| f.rows).sum::<u64>(), 2);
+        assert_eq!(staged.quarantine.as_ref().map(|q| q.1), Some(1));
+        assert!(staged.failed.is_empty());
+        assert!(staged.staging.dir().join(&staged.files[0].path).exists());
     }
 }

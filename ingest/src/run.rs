@@ -1,5 +1,5 @@
 //! A whole ingest of local export files: discover, skip what the ledger holds, decode and
-//! normalize on all cores into batches, commit each.
+//! normalize on all cores into batches, and have the table commit each.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gdq_table::{Ledger, Recovery, Table, Warehouse};
+
 use crate::batch::{Batch, BatchOptions, TypeBuffers};
 use crate::error::IngestError;
-use crate::ledger::Ledger;
 use crate::progress::Progress;
 use crate::source::{LocalExport, content_id, content_source_id, discover, read_export};
-use crate::warehouse::{Recovery, Warehouse};
 
 /// Exports up to this size are read once, whole, for both their identity and their rows
 /// (GuardDuty's are well under 1 MiB); larger files are streamed twice so memory stays
@@ -153,7 +153,7 @@ impl LocalBatch<'_> {
                 return Ok(0);
             }
         };
-        let fresh = !self.ledger.contains(&source_id)
+        let fresh = !self.ledger.contains_source(&source_id)
             && self
                 .claimed
                 .lock()
@@ -189,7 +189,14 @@ impl LocalBatch<'_> {
                 });
                 return Ok(0);
             }
-            Err(e) => return Err(e),
+            // The batch leaves the object's rows out; a later run ingests it again.
+            Err(e) => {
+                failed(IngestError::Internal(format!(
+                    "{}: {e}; nothing of it was committed",
+                    export.path.display()
+                )));
+                return Ok(0);
+            }
         };
         if let Some(reason) = &outcome.error {
             self.counters.partial.fetch_add(1, Ordering::Relaxed);
@@ -237,9 +244,10 @@ fn commit_groups(exports: &[LocalExport], limit: u64) -> Vec<&[LocalExport]> {
     groups
 }
 
-/// Ingests export files and folders into a local warehouse. Returns an error only for what
-/// stops the whole run (a missing input path, an unwritable warehouse); objects that cannot
-/// be read are counted and listed in the summary, and the rest is ingested.
+/// Ingests export files and folders into a warehouse (local or S3). Returns an error only
+/// for what stops the whole run (a missing input path, an unwritable warehouse, a failed
+/// commit); objects that cannot be read are counted and listed in the summary, and the rest
+/// is ingested. Call it from a thread that is not running async code.
 pub fn ingest_local(
     warehouse: &Warehouse,
     inputs: &[PathBuf],
@@ -247,11 +255,8 @@ pub fn ingest_local(
 ) -> Result<IngestSummary, IngestError> {
     let started = Instant::now();
     let discovery = discover(inputs)?;
-    let recovery = {
-        let lock = warehouse.lock()?;
-        warehouse.recover(&lock)?
-    };
-    let mut ledger = Ledger::load(warehouse)?;
+    let mut table = gdq_table::block_on(Table::open(warehouse))?;
+    let recovery = table.recovery().clone();
     let counters = Counters::default();
     let claimed = Mutex::new(HashSet::new());
     let mut summary = IngestSummary {
@@ -269,7 +274,7 @@ pub fn ingest_local(
         let run = LocalBatch {
             exports: group,
             next: AtomicUsize::new(0),
-            ledger: &ledger,
+            ledger: table.ledger(),
             claimed: &claimed,
             progress: &options.progress,
             batch: Batch::new(warehouse, &options.batch)?,
@@ -288,22 +293,27 @@ pub fn ingest_local(
                 })
                 .collect::<Result<Vec<()>, IngestError>>()
         })?;
+        let LocalBatch {
+            batch, problems, ..
+        } = run;
         summary
             .problems
-            .extend(run.problems.into_inner().unwrap_or_else(|p| p.into_inner()));
-        if let Some(record) = run.batch.commit(&mut ledger)? {
-            summary.files_written += record.files.len() as u64;
+            .extend(problems.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let staged = batch.finish()?;
+        if let Some(committed) = gdq_table::block_on(table.commit_append(staged))? {
+            summary.files_written += committed.files.len() as u64;
             summary.commits += 1;
-            summary.objects_ingested += record.sources.len() as u64;
+            summary.objects_ingested += committed.sources.len() as u64;
+            summary.objects_skipped += committed.already_committed.len() as u64;
+            summary.rows += committed.rows();
         }
     }
 
-    summary.rows = counters.rows.load(Ordering::Relaxed);
     summary.lines_quarantined = counters.quarantined.load(Ordering::Relaxed);
     summary.blank_lines = counters.blank.load(Ordering::Relaxed);
     summary.bytes_stored = counters.bytes_stored.load(Ordering::Relaxed);
     summary.bytes_json = counters.bytes_json.load(Ordering::Relaxed);
-    summary.objects_skipped = counters.skipped.load(Ordering::Relaxed);
+    summary.objects_skipped += counters.skipped.load(Ordering::Relaxed);
     summary.objects_partial = counters.partial.load(Ordering::Relaxed);
     summary.objects_failed = counters.failed.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();

@@ -6,24 +6,26 @@
 //! fetches, checks and decodes the rest concurrently through the worker's object path and
 //! commits in groups of `commit_input_bytes`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::info;
 
+use gdq_table::{Ledger, S3Location, Table, Warehouse};
+use tokio::sync::RwLock;
+
 use crate::batch::{BatchOptions, DEFAULT_MEMORY_BUDGET};
 use crate::error::IngestError;
-use crate::ledger::Ledger;
 use crate::listing::{ExportFilter, ListError, ListedExport, list_exports};
 use crate::notification::ObjectEvent;
 use crate::progress::Progress;
-use crate::remote::S3Location;
 use crate::run::IngestSummary;
 use crate::s3::{AwsClients, s3_source_id};
-use crate::warehouse::Warehouse;
-use crate::worker::{ObjectResult, WorkerOptions, commit_shared, new_shared, process_object};
+use crate::worker::{
+    ObjectResult, SharedTable, WorkerOptions, commit_shared, new_shared, process_object,
+};
 
 /// How an S3 ingest runs.
 #[derive(Debug, Clone)]
@@ -104,25 +106,25 @@ pub async fn ingest_s3(
     let started = Instant::now();
     let listing =
         list_exports(&clients.s3, &source.bucket, &source.prefix, &options.filter).await?;
-    let (recovery, ledger) = {
-        let warehouse = warehouse.clone();
-        let dry_run = options.dry_run;
-        tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
-            let recovery = if dry_run {
-                Default::default()
-            } else {
-                let lock = warehouse.lock()?;
-                warehouse.recover(&lock)?
-            };
-            Ok((recovery, Ledger::load(&warehouse)?))
-        })
-        .await
-        .map_err(|e| IngestError::Internal(e.to_string()))??
+    // A dry run writes nothing: it reads the ledger of an existing table, if any.
+    let table = if options.dry_run {
+        match warehouse.snapshot().await.map_err(IngestError::from)? {
+            Some(_) => Some(Table::load(warehouse).await.map_err(IngestError::from)?),
+            None => None,
+        }
+    } else {
+        Some(Table::open(warehouse).await.map_err(IngestError::from)?)
     };
+    let empty = Ledger::default();
+    let ledger = table.as_ref().map_or(&empty, Table::ledger);
+    let recovery = table
+        .as_ref()
+        .map(|t| t.recovery().clone())
+        .unwrap_or_default();
     let (new_objects, already): (Vec<ListedExport>, Vec<ListedExport>) = listing
         .exports
         .into_iter()
-        .partition(|o| !ledger.contains(&s3_source_id(&source.bucket, &o.key, &o.etag)));
+        .partition(|o| !ledger.contains_source(&s3_source_id(&source.bucket, &o.key, &o.etag)));
     let mut report = S3IngestReport {
         summary: IngestSummary {
             objects: (new_objects.len() + already.len()) as u64,
@@ -139,16 +141,16 @@ pub async fn ingest_s3(
         already_committed = already.len(),
         "listing done"
     );
-    if options.dry_run {
+    let Some(table) = table.filter(|_| !options.dry_run) else {
         report.summary.elapsed = started.elapsed();
         return Ok(report);
-    }
+    };
     options.progress.set_total(
         report.new_objects.len() as u64,
         report.new_objects.iter().map(|o| o.size).sum(),
     );
 
-    let ledger = Arc::new(Mutex::new(ledger));
+    let table: SharedTable = Arc::new(RwLock::new(table));
     let worker_options = WorkerOptions {
         kms_key: options.kms_key.clone(),
         concurrency: options.concurrency.max(1),
@@ -158,13 +160,6 @@ pub async fn ingest_s3(
     let summary = &mut report.summary;
     for group in commit_groups(&report.new_objects, options.commit_input_bytes.max(1)) {
         let shared = new_shared(clients, &worker_options, warehouse)?;
-        let ledger_view = Arc::clone(&ledger);
-        let ledger_has: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(move |id: &str| {
-            ledger_view
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(id)
-        });
         let semaphore = Arc::new(Semaphore::new(worker_options.concurrency));
         let mut tasks = JoinSet::new();
         for object in group {
@@ -179,11 +174,11 @@ pub async fn ingest_s3(
                 size: Some(object.size),
                 event_name: "ObjectCreated:Listed".into(),
             };
-            let (shared, ledger_has) = (Arc::clone(&shared), Arc::clone(&ledger_has));
+            let (shared, table) = (Arc::clone(&shared), Arc::clone(&table));
             let progress = Arc::clone(&options.progress);
             let size = object.size;
             tasks.spawn(async move {
-                let result = process_object(shared, ledger_has, event).await;
+                let result = process_object(shared, table, event).await;
                 let rows = match &result {
                     ObjectResult::Ingested { rows, .. } => *rows,
                     _ => 0,
@@ -206,13 +201,17 @@ pub async fn ingest_s3(
                 ObjectResult::Failed => summary.objects_failed += 1,
             }
         }
-        if let Some(record) = commit_shared(shared, &ledger).await? {
+        if let Some(committed) = commit_shared(shared, &table).await? {
             summary.commits += 1;
-            summary.files_written += record.files.len() as u64;
-            summary.objects_ingested += record.sources.len() as u64;
-            summary.objects_partial +=
-                record.sources.iter().filter(|s| s.error.is_some()).count() as u64;
-            info!(batch = %record.batch, objects = record.sources.len(), "committed");
+            summary.files_written += committed.files.len() as u64;
+            summary.objects_ingested += committed.sources.len() as u64;
+            summary.objects_skipped += committed.already_committed.len() as u64;
+            summary.objects_partial += committed
+                .sources
+                .iter()
+                .filter(|s| s.error.is_some())
+                .count() as u64;
+            info!(attempt = %committed.attempt, version = committed.version, objects = committed.sources.len(), "committed");
         }
     }
     summary.elapsed = started.elapsed();
@@ -225,7 +224,7 @@ pub fn parse_day(text: &str) -> Option<crate::listing::Day> {
         return Some(day);
     }
     let ago: Duration = humantime::parse_duration(text).ok()?;
-    let now = crate::batch::now_ms();
+    let now = gdq_table::layout::now_ms();
     Some(crate::listing::Day::from_epoch_ms(
         now - ago.as_millis() as i64,
     ))

@@ -21,12 +21,17 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use gdq_table::{Committed, Table, Warehouse};
+use tokio::sync::RwLock;
+
 use crate::batch::{Batch, BatchOptions, DEFAULT_MEMORY_BUDGET, TypeBuffers};
 use crate::error::IngestError;
-use crate::ledger::{CommitRecord, Ledger};
 use crate::notification::{Notice, ObjectEvent, parse_export_key, parse_notification};
 use crate::s3::{AwsClients, Refusal, check_encryption, describe, fetch, s3_source_id, s3_uri};
-use crate::warehouse::Warehouse;
+
+/// The table, shared by a round's object tasks (which read its ledger) and the commit
+/// between rounds (which writes).
+pub(crate) type SharedTable = Arc<RwLock<Table>>;
 
 /// How the worker runs. See `gdq worker --help` for the user-facing defaults.
 #[derive(Debug, Clone)]
@@ -111,7 +116,7 @@ impl Backoff {
     fn new() -> Self {
         Backoff {
             failures: 0,
-            seed: crate::batch::now_ms() as u64 | 1,
+            seed: gdq_table::layout::now_ms() as u64 | 1,
         }
     }
 
@@ -168,16 +173,21 @@ impl Shared {
     }
 }
 
+/// Whether the table holds the object with this source id.
+async fn committed(table: &SharedTable, id: &str) -> bool {
+    table.read().await.ledger().contains_source(id)
+}
+
 /// Processes one object: ledger check, fetch, encryption check, decode into the batch.
 pub(crate) async fn process_object(
     shared: Arc<Shared>,
-    ledger_has: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    table: SharedTable,
     event: ObjectEvent,
 ) -> ObjectResult {
     let uri = s3_uri(&event.bucket, &event.key);
     if let Some(etag) = &event.etag {
         let id = s3_source_id(&event.bucket, &event.key, etag);
-        if ledger_has(&id)
+        if committed(&table, &id).await
             || shared
                 .in_batch
                 .lock()
@@ -209,7 +219,7 @@ pub(crate) async fn process_object(
         return shared.refuse(&uri, &refusal);
     }
     let id = s3_source_id(&event.bucket, &event.key, &object.etag);
-    if ledger_has(&id)
+    if committed(&table, &id).await
         || !shared
             .in_batch
             .lock()
@@ -280,26 +290,17 @@ pub async fn run_worker(
         queue: queue.clone(),
         message,
     };
-    let (recovered, ledger) = {
-        let warehouse = warehouse.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
-            let recovered = {
-                let lock = warehouse.lock()?;
-                warehouse.recover(&lock)?
-            };
-            Ok((recovered, Ledger::load(&warehouse)?))
-        })
-        .await
-        .map_err(|e| IngestError::Internal(e.to_string()))??
-    };
-    if !recovered.published.is_empty() || !recovered.discarded.is_empty() {
+    let table = Table::open(&warehouse).await.map_err(IngestError::from)?;
+    let recovered = table.recovery().clone();
+    if !recovered.discarded.is_empty() || recovered.expired_files > 0 {
         info!(
-            published = recovered.published.len(),
             discarded = recovered.discarded.len(),
-            "recovered interrupted batches"
+            debris_files = recovered.debris_files,
+            expired_files = recovered.expired_files,
+            "removed what no commit names"
         );
     }
-    let ledger = Arc::new(Mutex::new(ledger));
+    let table: SharedTable = Arc::new(RwLock::new(table));
 
     let visibility = clients
         .sqs
@@ -338,7 +339,7 @@ pub async fn run_worker(
     let committer = Committer {
         clients: &clients,
         queue_url: &queue,
-        ledger: &ledger,
+        table: &table,
         pending: &pending,
     };
 
@@ -387,7 +388,7 @@ pub async fn run_worker(
             if batch_started.is_none() {
                 batch_started = Some(Instant::now());
             }
-            let received = process_round(&shared, &ledger, &pending, messages, &mut stats).await;
+            let received = process_round(&shared, &table, &pending, messages, &mut stats).await;
             to_delete.extend(received);
         }
 
@@ -434,19 +435,12 @@ pub(crate) fn new_shared(
 
 async fn process_round(
     shared: &Arc<Shared>,
-    ledger: &Arc<Mutex<Ledger>>,
+    table: &SharedTable,
     pending: &Arc<Mutex<Vec<(String, String)>>>,
     messages: Vec<Message>,
     stats: &mut WorkerStats,
 ) -> Vec<Received> {
     let semaphore = Arc::new(Semaphore::new(shared.options.concurrency.max(1)));
-    let ledger_view = Arc::clone(ledger);
-    let ledger_has: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(move |id: &str| {
-        ledger_view
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
-    });
     let mut tasks: JoinSet<(usize, ObjectResult)> = JoinSet::new();
     let mut received = Vec::with_capacity(messages.len());
     for message in messages {
@@ -471,14 +465,14 @@ async fn process_round(
                         debug!(message = %message_id, key = %event.key, event = %event.event_name, "not a new export object; ignored");
                         continue;
                     }
-                    let (shared, ledger_has, semaphore) = (
+                    let (shared, table, semaphore) = (
                         Arc::clone(shared),
-                        Arc::clone(&ledger_has),
+                        Arc::clone(table),
                         Arc::clone(&semaphore),
                     );
                     tasks.spawn(async move {
                         let _permit = semaphore.acquire_owned().await;
-                        (index, process_object(shared, ledger_has, event).await)
+                        (index, process_object(shared, table, event).await)
                     });
                 }
             }
@@ -535,7 +529,7 @@ async fn process_round(
 struct Committer<'a> {
     clients: &'a AwsClients,
     queue_url: &'a str,
-    ledger: &'a Arc<Mutex<Ledger>>,
+    table: &'a SharedTable,
     pending: &'a Arc<Mutex<Vec<(String, String)>>>,
 }
 
@@ -547,11 +541,11 @@ impl Committer<'_> {
         to_delete: &mut Vec<Received>,
         stats: &mut WorkerStats,
     ) -> Result<(), WorkerError> {
-        let record = commit_shared(shared, self.ledger).await?;
-        if let Some(record) = &record {
+        let committed = commit_shared(shared, self.table).await?;
+        if let Some(committed) = &committed {
             stats.commits += 1;
-            stats.rows_committed += record.files.iter().map(|f| f.rows).sum::<u64>();
-            info!(batch = %record.batch, objects = record.sources.len(), files = record.files.len(), "committed");
+            stats.rows_committed += committed.rows();
+            info!(attempt = %committed.attempt, version = committed.version, objects = committed.sources.len(), files = committed.files.len(), "committed");
         }
         stats.rows_pending = 0;
         delete_messages(
@@ -569,13 +563,13 @@ impl Committer<'_> {
     }
 }
 
-/// Flushes every row buffer of `shared`'s batch and commits it (on a blocking thread).
+/// Flushes every row buffer of `shared`'s batch and closes its files (on a blocking
+/// thread), then has the table commit it.
 pub(crate) async fn commit_shared(
     shared: Arc<Shared>,
-    ledger: &Arc<Mutex<Ledger>>,
-) -> Result<Option<CommitRecord>, IngestError> {
-    let ledger = Arc::clone(ledger);
-    tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
+    table: &SharedTable,
+) -> Result<Option<Committed>, IngestError> {
+    let staged = tokio::task::spawn_blocking(move || -> Result<_, IngestError> {
         let shared = Arc::try_unwrap(shared)
             .map_err(|_| IngestError::Internal("batch still in use at commit".into()))?;
         for mut buffers in shared
@@ -585,11 +579,11 @@ pub(crate) async fn commit_shared(
         {
             buffers.flush()?;
         }
-        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-        shared.batch.commit(&mut ledger)
+        shared.batch.finish()
     })
     .await
-    .map_err(|e| IngestError::Internal(e.to_string()))?
+    .map_err(|e| IngestError::Internal(e.to_string()))??;
+    Ok(table.write().await.commit_append(staged).await?)
 }
 
 /// Deletes messages in batches of ten; a message whose delete fails is only redelivered,

@@ -12,6 +12,9 @@ pub enum QueryError {
     Execution(DataFusionError),
     #[error("writing results: {0}")]
     Output(String),
+    /// The warehouse's table could not be read (or is in a state gdq does not read).
+    #[error(transparent)]
+    Table(gdq_table::TableError),
 }
 
 /// DataFusion messages carry context on several lines; a CLI error is one line.

@@ -1,122 +1,25 @@
 //! The DataFusion session: tables, views and functions over a warehouse.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use object_store::ObjectStore;
-
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::config::ConfigOptions;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::DFParser;
-use gdq_schemas::{PARTITION_COLUMN, findings_schema};
+use gdq_table::Warehouse;
 
 use crate::error::QueryError;
 use crate::latest::LatestTable;
-use crate::snapshot::{FindingsTable, RecordSource};
-
-/// The table's folder under the warehouse root.
-pub(crate) const FINDINGS_DIR: &str = "findings";
+use crate::table::{FindingsTable, table_schema};
 
 /// Every exported version of every finding.
 pub const TABLE: &str = "findings";
 /// One row per finding id: its newest version (latest `updated_at`, then highest `count`).
 pub const LATEST_VIEW: &str = "findings_latest";
-
-/// The `findings` schema as readers see it: the stored columns plus the `type` partition.
-fn table_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = findings_schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
-    Arc::new(Schema::new(fields))
-}
-
-/// Where a warehouse is.
-#[derive(Debug, Clone)]
-pub enum WarehouseLocation {
-    /// A local directory.
-    Local(PathBuf),
-    /// An object store warehouse: `url` is `s3://bucket[/prefix]`, `store` reaches its bucket.
-    Store {
-        url: String,
-        store: Arc<dyn ObjectStore>,
-    },
-}
-
-impl std::fmt::Display for WarehouseLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WarehouseLocation::Local(path) => write!(f, "{}", path.display()),
-            WarehouseLocation::Store { url, .. } => f.write_str(url),
-        }
-    }
-}
-
-/// The URL of the `findings` folder, registering the object store it needs; `None` when
-/// the warehouse holds no data file yet.
-async fn findings_url(
-    ctx: &SessionContext,
-    location: &WarehouseLocation,
-) -> Result<Option<ListingTableUrl>, QueryError> {
-    match location {
-        WarehouseLocation::Local(root) => {
-            let findings_dir = root.join(FINDINGS_DIR);
-            if !findings_dir.is_dir() {
-                return Ok(None);
-            }
-            let absolute =
-                std::path::absolute(&findings_dir).map_err(|e| QueryError::Execution(e.into()))?;
-            ListingTableUrl::parse(format!("{}/", absolute.display()))
-                .map(Some)
-                .map_err(QueryError::Plan)
-        }
-        WarehouseLocation::Store { url, store } => {
-            let base = url::Url::parse(url).map_err(|e| {
-                QueryError::Plan(datafusion::error::DataFusionError::Plan(format!(
-                    "warehouse {url}: {e}"
-                )))
-            })?;
-            let bucket_url = url::Url::parse(&format!(
-                "{}://{}",
-                base.scheme(),
-                base.host_str().unwrap_or_default()
-            ))
-            .map_err(|e| {
-                QueryError::Plan(datafusion::error::DataFusionError::Plan(e.to_string()))
-            })?;
-            ctx.register_object_store(&bucket_url, Arc::clone(store));
-            let prefix = base.path().trim_matches('/');
-            let findings = if prefix.is_empty() {
-                FINDINGS_DIR.to_string()
-            } else {
-                format!("{prefix}/{FINDINGS_DIR}")
-            };
-            let listed = store
-                .list(Some(&object_store::path::Path::from(findings.as_str())))
-                .next()
-                .await
-                .transpose()
-                .map_err(|e| QueryError::Execution(e.into()))?;
-            if listed.is_none() {
-                return Ok(None);
-            }
-            ListingTableUrl::parse(format!("{}/{FINDINGS_DIR}/", url.trim_end_matches('/')))
-                .map(Some)
-                .map_err(QueryError::Plan)
-        }
-    }
-}
 
 /// gdq's DataFusion settings. Any setting can be changed from the environment the way
 /// datafusion-cli does it (`datafusion.execution.batch_size` ← `DATAFUSION_EXECUTION_BATCH_SIZE`),
@@ -151,42 +54,27 @@ fn session_config() -> Result<SessionConfig, QueryError> {
     Ok(SessionConfig::from(options))
 }
 
-/// Opens a session over the warehouse. A warehouse without data yet (or none at all) gives
-/// empty tables rather than an error; `warning` says so.
+/// Opens a session over the warehouse's newest snapshot. A warehouse without a table yet
+/// gives empty tables rather than an error; `warning` says so.
 pub async fn open_session(
-    location: &WarehouseLocation,
+    warehouse: &Warehouse,
 ) -> Result<(SessionContext, Option<String>), QueryError> {
     let config = session_config()?;
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Plan)?;
 
-    let warning = if let Some(url) = findings_url(&ctx, location).await? {
-        // The format carries its own Parquet options; without them it would scan with
-        // DataFusion's defaults rather than the session's (page index, size hint, pushdown).
-        let parquet =
-            ParquetFormat::default().with_options(ctx.state().table_options().parquet.clone());
-        let options = ListingOptions::new(Arc::new(parquet))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(findings_schema());
-        let table = ListingTable::try_new(config).map_err(QueryError::Plan)?;
-        let records = match location {
-            WarehouseLocation::Local(root) => RecordSource::Local(root.clone()),
-            WarehouseLocation::Store { url, store } => RecordSource::Store {
-                store: Arc::clone(store),
-                prefix: url
-                    .splitn(4, '/')
-                    .nth(3)
-                    .unwrap_or_default()
-                    .trim_matches('/')
-                    .to_string(),
-            },
-        };
+    let snapshot = warehouse.snapshot().await.map_err(QueryError::Table)?;
+    let warning = if let Some(snapshot) = snapshot {
+        let store = warehouse.store().clone();
+        let root = store.root_url();
+        ctx.register_object_store(&root, store.object_store());
+        let object_store_url =
+            ObjectStoreUrl::parse(root.as_str().trim_end_matches('/')).map_err(QueryError::Plan)?;
         let table = FindingsTable {
-            inner: Arc::new(table),
-            records,
+            snapshot: Arc::new(snapshot),
+            store,
+            object_store_url,
+            parquet: ctx.state().table_options().parquet.clone(),
         };
         ctx.register_table(TABLE, Arc::new(table))
             .map_err(QueryError::Plan)?;
@@ -196,7 +84,8 @@ pub async fn open_session(
         ctx.register_table(TABLE, Arc::new(empty))
             .map_err(QueryError::Plan)?;
         Some(format!(
-            "warehouse {location} holds no findings yet (run `gdq ingest` first)"
+            "warehouse {} holds no findings yet (run `gdq ingest` first)",
+            warehouse.name()
         ))
     };
 
@@ -261,7 +150,6 @@ pub async fn query_count(ctx: &SessionContext, sql: &str) -> Result<Option<i64>,
 mod tests {
     use super::*;
     use datafusion::datasource::physical_plan::ParquetSource;
-    use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::physical_plan::ExecutionPlan;
 
     /// The table parquet options of the first Parquet scan in `plan`.
@@ -279,21 +167,14 @@ mod tests {
     #[tokio::test]
     async fn the_scan_reads_with_the_session_parquet_settings() {
         let root = tempfile::tempdir().expect("temp dir");
-        let dir = root
-            .path()
-            .join(FINDINGS_DIR)
-            .join("type=Recon%3AEC2%2FPortscan");
-        std::fs::create_dir_all(&dir).expect("partition dir");
-        let file = std::fs::File::create(dir.join("a.parquet")).expect("data file");
-        let mut writer = ArrowWriter::try_new(file, findings_schema(), None).expect("writer");
-        writer
-            .write(&RecordBatch::new_empty(findings_schema()))
-            .expect("write");
-        writer.close().expect("close");
-
-        let (ctx, warning) = open_session(&WarehouseLocation::Local(root.path().into()))
+        let warehouse = Warehouse::open(&root.path().display().to_string())
             .await
-            .expect("session");
+            .expect("warehouse");
+        let mut table = gdq_table::Table::open(&warehouse).await.expect("table");
+        let staged = crate::test_support::staged_batch(&warehouse, "Recon:EC2/Portscan", 3);
+        table.commit_append(staged).await.expect("commit");
+
+        let (ctx, warning) = open_session(&warehouse).await.expect("session");
         assert_eq!(warning, None);
         let scan_options_of = async |sql: &str| {
             let plan = ctx
@@ -305,7 +186,7 @@ mod tests {
                 .expect("physical plan");
             scan_options(&plan).expect("a Parquet scan in the plan")
         };
-        let options = scan_options_of("select * from findings where id = 'x'").await;
+        let options = scan_options_of("select * from findings where severity > 1").await;
         let session = ctx.state().config_options().execution.parquet.clone();
         // DataFusion's own defaults differ on each of these: a format built without the
         // session's options would scan with the page index and a 512 KiB first read.
@@ -318,7 +199,7 @@ mod tests {
             "a scan that reads the raw finding filters rows as it decodes"
         );
 
-        let options = scan_options_of("select id from findings where id = 'x'").await;
+        let options = scan_options_of("select id from findings where severity > 1").await;
         assert!(
             !options.global.pushdown_filters,
             "a scan of narrow columns decodes them whole"

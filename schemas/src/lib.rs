@@ -20,7 +20,6 @@ mod partition;
 mod raw;
 mod severity;
 mod time;
-mod visibility;
 
 pub use columns::{COLUMNS, Column, ColumnKind, findings_schema, schema_markdown};
 pub use finding_type::FindingType;
@@ -34,7 +33,6 @@ pub use partition::{
 };
 pub use severity::severity_label;
 pub use time::{format_rfc3339_ms, parse_timestamp_ms};
-pub use visibility::{COMPACTIONS_DIR, COMPACTIONS_DONE_DIR, CompactionView};
 
 /// Version of the table contract written into every Parquet file's metadata.
 pub const SCHEMA_VERSION: &str = "1";

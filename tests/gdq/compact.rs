@@ -1,5 +1,6 @@
-//! `gdq compact`: far fewer files, the same rows (row by row), atomic for gdq readers even
-//! when killed half way, and on S3 too.
+//! `gdq compact`: far fewer files, the same rows (row by row), one table version per
+//! partition (atomic for every Delta reader) even when killed half way, racing an append,
+//! and on S3 too.
 
 use std::path::Path;
 
@@ -85,30 +86,38 @@ fn hundreds_of_small_files_become_one_with_the_same_rows() {
     );
     assert_eq!(files_of_type(wh.path()), 1);
     assert_eq!(row_fingerprint(wh.path()), before);
-    let after = indexes();
+    // One version removes the 240 inputs and adds the output, both without a data change.
+    let commit = last_commit(wh.path());
+    let count = |action: &str| commit.iter().filter(|a| a.get(action).is_some()).count();
+    assert_eq!((count("remove"), count("add")), (240, 1));
     assert!(
-        after.len() == 1 && after[0].starts_with('c'),
-        "the inputs' indexes are retired, the output's written: {after:?}"
+        commit
+            .iter()
+            .filter_map(|a| a.get("remove").or(a.get("add")))
+            .all(|a| a["dataChange"] == false)
     );
     let lookup = "select id from findings where id = 'f117-2'";
     assert_eq!(sql_rows(wh.path(), lookup), [["f117-2"]]);
     assert_eq!(scanned_files(wh.path(), lookup).len(), 1);
     let absent = "select id from findings where id = 'f117-3'";
     assert!(scanned_files(wh.path(), absent).is_empty());
-    let records = |dir: &str| {
-        std::fs::read_dir(wh.path().join(dir))
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().is_file())
-            .count()
-    };
-    assert_eq!(
-        (
-            records("_gdq/compactions"),
-            records("_gdq/compactions/done")
-        ),
-        (0, 1),
-        "a finished compaction's record is retired: readers only list it"
+    // The inputs stay for readers of older snapshots until the retention passes; a vacuum
+    // then deletes them and the id indexes no file needs any more.
+    assert_eq!(parquet_files(wh.path()).len(), 241);
+    let vacuumed = run(gdq(wh.path()).args(["vacuum", "--retention", "0s"]));
+    assert!(vacuumed.status.success(), "{}", stderr(&vacuumed));
+    assert!(
+        stdout(&vacuumed).contains("240 removed file(s) past the retention"),
+        "{}",
+        stdout(&vacuumed)
     );
+    assert_eq!(parquet_files(wh.path()).len(), 1);
+    let after = indexes();
+    assert!(
+        after.len() == 1 && after[0].starts_with('c'),
+        "the inputs' indexes are retired, the output's written: {after:?}"
+    );
+    assert_eq!(row_fingerprint(wh.path()), before);
     // A late redelivery of a compacted object adds nothing: the ledger still names it.
     let again = run(gdq(wh.path()).arg("ingest").arg(exports.path()));
     assert!(stdout(&again).contains("0 ingested, 240 already in the warehouse"));
@@ -155,11 +164,7 @@ fn dedupe_keeps_one_row_per_id_and_updated_at() {
 fn a_crash_at_each_compaction_step_never_shows_a_row_twice_and_a_rerun_finishes() {
     let exports = tempdir();
     many_small_exports(exports.path(), 12);
-    for point in [
-        "compact-before-publish",
-        "compact-before-record",
-        "compact-after-record",
-    ] {
+    for point in ["compact-before-commit", "compact-after-commit"] {
         let wh = tempdir();
         ingest_one_commit_per_object(wh.path(), exports.path());
         let before = row_fingerprint(wh.path());
@@ -169,7 +174,7 @@ fn a_crash_at_each_compaction_step_never_shows_a_row_twice_and_a_rerun_finishes(
             "{point}: {}",
             stderr(&crashed)
         );
-        // Whatever the crash left on disk, gdq readers (queries, status) see each row once.
+        // Whatever the crash left on disk, readers of the table see each row once.
         assert_eq!(
             row_fingerprint(wh.path()),
             before,
@@ -180,17 +185,19 @@ fn a_crash_at_each_compaction_step_never_shows_a_row_twice_and_a_rerun_finishes(
             36,
             "{point}: status after the crash"
         );
-        let rerun = compact(wh.path(), &[]);
-        let expected = if point == "compact-after-record" {
-            "1 interrupted step(s) finished, 0 undone"
-        } else {
-            "0 interrupted step(s) finished, 1 undone"
-        };
-        assert!(
-            stdout(&rerun).contains(expected),
-            "{point}: {}",
-            stdout(&rerun)
+        assert_eq!(
+            delta_rows(wh.path()),
+            36,
+            "{point}: deltalake after the crash"
         );
+        let rerun = compact(wh.path(), &[]);
+        if point == "compact-before-commit" {
+            assert!(
+                stdout(&rerun).contains("1 uncommitted batch(es) discarded"),
+                "{point}: the crashed compaction's outputs go: {}",
+                stdout(&rerun)
+            );
+        }
         assert_eq!(
             row_fingerprint(wh.path()),
             before,
@@ -208,6 +215,54 @@ fn a_crash_at_each_compaction_step_never_shows_a_row_twice_and_a_rerun_finishes(
 }
 
 #[test]
+fn a_compaction_racing_an_append_keeps_both() {
+    let exports = tempdir();
+    many_small_exports(exports.path(), 10);
+    let late = tempdir();
+    let late_export = late
+        .path()
+        .join("AWSLogs/123456789012/GuardDuty/us-east-1/2024/03/02/late.jsonl.gz");
+    write_gz(
+        &late_export,
+        (serde_json::json!({"id": "late", "type": TYPE, "updatedAt": "2024-03-02T00:00:00Z"})
+            .to_string()
+            + "\n")
+            .as_bytes(),
+    );
+    let wh = tempdir();
+    ingest_one_commit_per_object(wh.path(), exports.path());
+    // The compaction has read and written its files and waits at its commit ...
+    let pause = wh.path().join("go");
+    let compaction = gdq(wh.path())
+        .arg("compact")
+        .env("GDQ_PAUSE_AT", "compact-before-commit")
+        .env("GDQ_PAUSE_FILE", &pause)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&pause.with_extension("reached"));
+    // ... while an append of the same type commits ...
+    let append = ingest(wh.path(), &[&late_export]);
+    assert!(append.status.success(), "{}", stderr(&append));
+    // ... then the compaction commits one version later, the append's file untouched.
+    std::fs::write(&pause, "").unwrap();
+    let done = compaction.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("10 files -> 1"), "{}", stdout(&done));
+    assert_eq!(sql_count(wh.path(), "select count(*) from findings"), 31);
+    assert_eq!(
+        sql_count(wh.path(), "select count(*) from findings where id = 'late'"),
+        1
+    );
+    assert_eq!(
+        files_of_type(wh.path()),
+        2,
+        "the compaction's output and the append's file"
+    );
+    assert_eq!(delta_rows(wh.path()), 31);
+}
+
+#[test]
 fn an_s3_warehouse_compacts_the_same_way() {
     let url = format!("s3://{}/wh", bucket(&aws(), "compact"));
     let wh = Path::new(&url);
@@ -220,4 +275,9 @@ fn an_s3_warehouse_compacts_the_same_way() {
     assert!(stdout(&out).contains("20 files -> 1"), "{}", stdout(&out));
     assert_eq!(files_of_type(wh), 1);
     assert_eq!(row_fingerprint(wh), before);
+    assert_eq!(
+        delta_rows(wh),
+        60,
+        "deltalake reads the compacted table in S3"
+    );
 }

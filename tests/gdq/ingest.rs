@@ -317,21 +317,15 @@ fn status_reports_files_rows_and_freshness_per_type_from_footers() {
     assert_eq!(doc["commits"], 2);
     let bad = quarantine_records(wh.path()).len() as u64;
     assert_eq!(doc["quarantine_records"].as_u64(), Some(bad));
-    assert_eq!(doc["staged_batches"], 0);
+    assert_eq!(doc["unreferenced_files"], 0);
 }
 
 /// Row groups of every data file: (rows, whether the `id` column chunk has a bloom filter).
 fn row_groups(warehouse: &Path) -> Vec<(i64, bool)> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let mut groups = Vec::new();
-    let mut stack = vec![warehouse.join("findings")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
+    for path in parquet_files(warehouse) {
+        {
             let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
             let meta = reader.metadata();
             let id = meta
@@ -364,9 +358,7 @@ fn rows_are_the_same_whatever_the_threads_and_memory_budget() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let (roomy_groups, tight_groups) = (row_groups(roomy.path()), row_groups(tight.path()));
-    let files = std::fs::read_dir(roomy.path().join("findings"))
-        .unwrap()
-        .count();
+    let files = parquet_files(roomy.path()).len();
     assert_eq!(
         roomy_groups.len(),
         files,

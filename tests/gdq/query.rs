@@ -228,10 +228,7 @@ fn a_lookup_finds_every_version_when_only_some_commits_are_indexed() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let record: Value = serde_json::from_slice(
-        &std::fs::read(wh.path().join(format!("_gdq/commits/{batch}.json"))).unwrap(),
-    )
-    .unwrap();
+    let record = commit_info(wh.path(), &batch);
     let object = record["sources"][0]["uri"].as_str().unwrap();
     let unindexed: Vec<String> =
         raw_lines(std::path::Path::new(object.trim_start_matches("file://")))

@@ -1,5 +1,6 @@
 //! A warehouse in S3 (`--warehouse s3://bucket/prefix`) against moto: the same rows as a
-//! local warehouse, nothing twice, and crash recovery through the lease and staging area.
+//! local warehouse, nothing twice, a Delta table other engines read, and crash recovery:
+//! uncommitted files are never visible and go once they are older than the ttl.
 
 use std::path::Path;
 
@@ -39,10 +40,14 @@ fn an_s3_warehouse_holds_the_rows_of_a_local_one_and_a_rerun_adds_nothing() {
 
     let stored = keys(&aws, &bucket, "security/gdq/");
     assert!(
+        stored.iter().all(|k| !k.contains("/_gdq/staging/")),
+        "staging left behind: {stored:?}"
+    );
+    assert!(
         stored
             .iter()
-            .all(|k| !k.contains("/_gdq/staging/") && !k.ends_with("/_gdq/lock")),
-        "staging or lock left behind: {stored:?}"
+            .any(|k| k.ends_with("/findings/_delta_log/00000000000000000001.json")),
+        "the table's log is beside its partitions: {stored:?}"
     );
     let data: Vec<&String> = stored
         .iter()
@@ -65,7 +70,19 @@ fn an_s3_warehouse_holds_the_rows_of_a_local_one_and_a_rerun_adds_nothing() {
         .sum();
     assert_eq!(rows, sql_count(wh, "select count(*) from findings"));
     assert_eq!(status["objects"], 11);
-    assert_eq!(status["staged_batches"], 0);
+    assert_eq!(status["unreferenced_files"], 0);
+    // Delta readers read the same table from S3.
+    let read = delta_readers(wh, None);
+    let expected = gdq_type_counts(wh);
+    for reader in ["deltalake", "polars"] {
+        let got: std::collections::BTreeMap<String, u64> = read[reader]["types"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect();
+        assert_eq!(got, expected, "{reader}");
+    }
 
     // The id index is published with its commit and narrows a lookup in S3 as locally.
     assert_eq!(
@@ -89,11 +106,19 @@ fn an_s3_warehouse_holds_the_rows_of_a_local_one_and_a_rerun_adds_nothing() {
     );
 }
 
+/// Keys under the warehouse's table folders that are data files.
+fn data_keys(aws: &crate::moto::Aws, bucket: &str) -> Vec<String> {
+    keys(aws, bucket, "wh/findings/")
+        .into_iter()
+        .filter(|k| k.ends_with(".parquet") && !k.contains("/_delta_log/"))
+        .collect()
+}
+
 #[test]
 fn a_crash_at_each_commit_step_on_s3_then_a_rerun_gives_the_uninterrupted_rows() {
     let aws = aws();
     let expected = local_reference();
-    for point in ["before-commit", "after-commit", "publish-first-file"] {
+    for (point, committed) in crate::crash::COMMIT_STEPS {
         let bucket = bucket(&aws, "s3-crash");
         let url = format!("s3://{bucket}/wh");
         let wh = Path::new(&url);
@@ -106,31 +131,31 @@ fn a_crash_at_each_commit_step_on_s3_then_a_rerun_gives_the_uninterrupted_rows()
             "{point}: {}",
             stderr(&crashed)
         );
-        assert!(
-            keys(&aws, &bucket, "wh/_gdq/lock").len() == 1,
-            "{point}: the crashed writer still holds the lease"
-        );
-        // The dead writer's lease and staged batch are taken over once their ttls pass.
-        let rerun = run(gdq(wh)
-            .arg("ingest")
-            .arg(testdata("exports"))
-            .env("GDQ_LEASE_TTL_SECS", "1")
-            .env("GDQ_STAGING_TTL_SECS", "0"));
-        assert!(rerun.status.success(), "{point}: {}", stderr(&rerun));
-        let recovered = if point == "before-commit" {
-            "0 interrupted commit(s) finished, 1 uncommitted batch(es) discarded"
-        } else {
-            "1 interrupted commit(s) finished, 0 uncommitted batch(es) discarded"
-        };
-        assert!(
-            stdout(&rerun).contains(recovered),
+        let visible = sql_count(wh, "select count(*) from findings");
+        assert_eq!(visible > 0, committed, "{point}: {visible} rows visible");
+        assert_eq!(delta_rows(wh), visible, "{point}: Delta readers agree");
+        // The dead writer's uploads are taken for debris once older than the ttl (here at
+        // once: a writer with that ttl could commit nothing itself, so a vacuum does it).
+        let vacuum = run(gdq(wh).arg("vacuum").env("GDQ_STAGING_TTL_SECS", "0"));
+        assert!(vacuum.status.success(), "{point}: {}", stderr(&vacuum));
+        assert_eq!(
+            stdout(&vacuum).contains("of 1 uncommitted batch(es)"),
+            point == "before-commit",
             "{point}: {}",
-            stdout(&rerun)
+            stdout(&vacuum)
         );
+        let rerun = run(gdq(wh).arg("ingest").arg(testdata("exports")));
+        assert!(rerun.status.success(), "{point}: {}", stderr(&rerun));
         assert_eq!(row_fingerprint(wh), expected, "{point}");
-        assert!(
-            keys(&aws, &bucket, "wh/_gdq/staging/").is_empty(),
-            "{point}: staging left behind"
+        assert_eq!(
+            data_keys(&aws, &bucket).len() as u64,
+            status_json(wh)["types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["files"].as_u64().unwrap())
+                .sum::<u64>(),
+            "{point}: every data file in S3 is in the table"
         );
     }
 }
@@ -146,14 +171,20 @@ fn an_unfinished_batch_of_a_live_writer_is_left_alone() {
         .arg(testdata("exports"))
         .env("GDQ_CRASH_AT", "before-commit"));
     assert!(!crashed.status.success());
-    // Within the staging ttl the batch may belong to a writer still uploading.
-    let rerun = run(gdq(wh)
-        .arg("ingest")
-        .arg(testdata("exports"))
-        .env("GDQ_LEASE_TTL_SECS", "1"));
+    let uploaded = data_keys(&aws, &bucket);
+    assert!(!uploaded.is_empty());
+    // Within the ttl the files may belong to a writer still about to commit.
+    let rerun = run(gdq(wh).arg("ingest").arg(testdata("exports")));
     assert!(rerun.status.success(), "{}", stderr(&rerun));
-    assert!(!stdout(&rerun).contains("recovered"), "{}", stdout(&rerun));
-    assert!(!keys(&aws, &bucket, "wh/_gdq/staging/").is_empty());
+    assert!(!stdout(&rerun).contains("discarded"), "{}", stdout(&rerun));
+    let kept = data_keys(&aws, &bucket);
+    assert!(uploaded.iter().all(|k| kept.contains(k)));
+    assert_eq!(status_json(wh)["unreferenced_files"], uploaded.len());
+    assert_eq!(row_fingerprint(wh), local_reference());
+    // An operator's vacuum with the ttl passed removes them.
+    let vacuum = run(gdq(wh).arg("vacuum").env("GDQ_STAGING_TTL_SECS", "0"));
+    assert!(vacuum.status.success(), "{}", stderr(&vacuum));
+    assert_eq!(status_json(wh)["unreferenced_files"], 0);
     assert_eq!(row_fingerprint(wh), local_reference());
 }
 

@@ -49,7 +49,10 @@ pub fn python() -> PathBuf {
 }
 
 pub fn gdq(warehouse: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gdq"));
+    // Another build may stand in, to compare (the S3 request counts); tests assume this one.
+    let binary =
+        std::env::var_os("GDQ_TEST_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_gdq").into());
+    let mut cmd = Command::new(binary);
     cmd.arg("--warehouse")
         .arg(warehouse)
         .env_remove("GDQ_WAREHOUSE")
@@ -287,10 +290,7 @@ pub fn scanned_files(warehouse: &std::path::Path, sql: &str) -> std::collections
 }
 
 pub fn data_files(warehouse: &std::path::Path) -> usize {
-    walk(&warehouse.join("findings"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .count()
+    parquet_files(warehouse).len()
 }
 
 pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -304,4 +304,116 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// The table's data files (not the log's checkpoints).
+pub fn parquet_files(warehouse: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walk(&warehouse.join("findings"))
+        .into_iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "parquet")
+                && !p.components().any(|c| c.as_os_str() == "_delta_log")
+        })
+        .collect()
+}
+
+/// The actions of the table's newest version.
+pub fn last_commit(warehouse: &std::path::Path) -> Vec<Value> {
+    let mut commits: Vec<_> = std::fs::read_dir(warehouse.join("findings/_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    std::fs::read_to_string(commits.last().expect("a commit"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// What the `deltalake` package and `polars` read from the warehouse's Delta table
+/// (tests/delta_readers.py), optionally of one exact type only.
+pub fn delta_readers(warehouse: &Path, only_type: Option<&str>) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("tests/delta_readers.py"))
+        .arg(warehouse);
+    if let Some(t) = only_type {
+        cmd.arg(t);
+    }
+    if warehouse.to_string_lossy().starts_with("s3://") {
+        crate::moto::aws_env(&mut cmd);
+    }
+    let out = cmd.output().expect("python runs");
+    assert!(
+        out.status.success(),
+        "delta_readers.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from delta_readers.py")
+}
+
+/// Rows of the Delta table as both Delta readers count them (they must agree).
+pub fn delta_rows(warehouse: &Path) -> u64 {
+    let read = delta_readers(warehouse, None);
+    let rows = read["deltalake"]["rows"].as_u64().expect("rows");
+    assert_eq!(
+        read["polars"]["rows"].as_u64(),
+        Some(rows),
+        "polars and deltalake disagree"
+    );
+    rows
+}
+
+/// Waits (polling, with a deadline) until `path` exists: a paused gdq reached its point.
+pub fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not appear within 120 s",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `gdq status --format json`.
+pub fn status_json(warehouse: &Path) -> Value {
+    let out = run(gdq(warehouse).args(["status", "--format", "json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("status JSON")
+}
+
+/// gdq's part of the commit info of the version `attempt` committed.
+pub fn commit_info(warehouse: &Path, attempt: &str) -> Value {
+    for entry in std::fs::read_dir(warehouse.join("findings/_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let action: Value = serde_json::from_str(line).unwrap();
+            if action["commitInfo"]["gdq"]["attempt"] == attempt {
+                return action["commitInfo"]["gdq"].clone();
+            }
+        }
+    }
+    panic!("no commit of {attempt}")
+}
+
+/// What the plain-Parquet readers (tests/readers.py: DuckDB, pyarrow, pandas, polars) count
+/// per type when they read the table's folders.
+pub fn plain_readers(warehouse: &Path) -> Value {
+    let output = Command::new(python())
+        .arg(repo().join("tests/readers.py"))
+        .arg(warehouse)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "readers.py failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }

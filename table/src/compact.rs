@@ -1,70 +1,49 @@
-//! `gdq compact`: merges the small files of each type partition into large ones sorted by
-//! `updated_at`, without a row lost or doubled for gdq readers, and safe against crashes.
+//! `gdq compact`: a table rewrite. Each type partition's small files are merged into large
+//! ones sorted by `updated_at` and committed as one version that removes the inputs and adds
+//! the outputs, both marked as no data change, so a reader sees the inputs or the outputs,
+//! never both, and appends committed meanwhile are untouched.
 //!
-//! Protocol, per partition (a compaction is a batch like any other, id prefixed `c`):
-//! 1. read the partition's files as listed now, merge, sort, optionally dedupe, and stage the
-//!    outputs (`_gdq/staging/c…/findings/type=…/c…-00000.parquet`, uploaded for S3) and
-//!    their id index (`_gdq/staging/c…/_gdq/index/c….ids`);
-//! 2. under the commit lock, check every input still exists (another compaction may have
-//!    taken them), then write the manifest `_gdq/staging/c…/compaction.json`;
-//! 3. move the outputs into `findings/` and the index into `_gdq/index/` — gdq readers
-//!    ignore files of compactions without a record, so they see either the inputs or the
-//!    outputs, never both;
-//! 4. write the record `_gdq/compactions/c….json` (the commit point): from now on gdq
-//!    readers ignore the inputs;
-//! 5. delete the inputs, the id indexes of commits with no file left, then the staging.
+//! Per partition (a compaction is a batch like any other, named `c<batch>`):
+//! 1. read the partition's files of the current snapshot, merge them through sorted runs on
+//!    local disk (memory stays bounded), optionally drop repeated (`id`, `updated_at`)
+//!    versions, and write the outputs and their id index;
+//! 2. publish them and commit remove(inputs) + add(outputs) as the log's next version;
+//! 3. if another writer took that version: an append leaves the inputs alone, so the same
+//!    commit is tried again; another compaction that removed an input wins, and this one's
+//!    outputs are deleted.
 //!
-//! Recovery (any writer, under the lock) finds the manifest of an interrupted compaction:
-//! with a record it finishes step 5, without one it deletes the outputs. The ledger is not
-//! touched: it names source objects, which compaction keeps, so a late redelivery of a
-//! compacted object still adds nothing.
+//! The removed inputs stay for the table's retention (readers of older snapshots may still
+//! read them) and are deleted by a later vacuum: every writer's opening, `gdq vacuum`, or
+//! the end of this command. The ledger is not touched: it names source objects, which
+//! compaction keeps, so a late redelivery of a compacted object still adds nothing.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_select::concat::concat_batches;
-use gdq_schemas::{
-    COMPACTIONS_DONE_DIR, PARTITION_COLUMN, decode_partition_value, findings_schema,
-    format_rfc3339_ms, id_index_key,
-};
+use deltalake_core::kernel::{Action, Remove};
+use deltalake_core::protocol::DeltaOperation;
+use gdq_schemas::{PARTITION_COLUMN, findings_schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use serde::{Deserialize, Serialize};
+use serde_json::json;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::batch::{new_batch_id, now_ms};
-use crate::error::IngestError;
-use crate::id_index::{retire_id_indexes, stage_id_index};
-use crate::ledger::FileRecord;
-use crate::warehouse::{DataFile, Recovery, Warehouse};
-use crate::writer::{PartitionWriter, ROW_GROUP_ROWS, sort_by_updated_at};
-
-/// Where compaction records go, relative to the warehouse root.
-pub const COMPACTIONS: &str = gdq_schemas::COMPACTIONS_DIR;
-/// The manifest in a compaction's staging folder.
-pub const MANIFEST: &str = "compaction.json";
+use crate::append::{publish_files, unpublish};
+use crate::error::{Result, TableError};
+use crate::fault::{crash_point, pause_point};
+use crate::layout::{new_batch_id, now_ms};
+use crate::snapshot::DataFile;
+use crate::transaction::{Outcome, Table};
+use crate::vacuum::{Recovery, VacuumOptions};
+use crate::writer::{PartitionWriter, ROW_GROUP_ROWS, StagedFile, sort_by_updated_at};
 /// Decoded bytes of rows sorted in memory at once (one sorted run on local disk).
 const RUN_BYTES: usize = 96 << 20;
 /// Rows read at a time from each run while merging, and rows merged per output slice.
 const MERGE_BATCH_ROWS: usize = 2048;
 const MERGE_ROWS: usize = 16 * 1024;
-
-/// What a compaction replaces with what. Written first as the manifest, then as the record.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CompactionRecord {
-    pub format: u32,
-    pub batch: String,
-    pub finding_type: String,
-    #[serde(default)]
-    pub committed_at: String,
-    /// Data files replaced (relative to the warehouse root).
-    pub inputs: Vec<String>,
-    pub outputs: Vec<FileRecord>,
-    pub rows_before: u64,
-    pub rows_after: u64,
-    pub dedupe: bool,
-}
 
 /// How to compact.
 #[derive(Debug, Clone)]
@@ -106,43 +85,28 @@ pub struct PartitionReport {
 
 #[derive(Debug, Default)]
 pub struct CompactReport {
+    /// What opening the table removed (debris of dead writers).
     pub recovery: Recovery,
     pub partitions: Vec<PartitionReport>,
+    /// What the closing vacuum removed (earlier compactions' inputs past the retention).
+    pub vacuumed: Recovery,
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, IngestError> {
-    serde_json::to_vec_pretty(value)
-        .map_err(|e| IngestError::Internal(format!("encoding compaction record: {e}")))
-}
-
-fn record_key(batch: &str) -> String {
-    format!("{COMPACTIONS}/{batch}.json")
-}
-
-/// Compacts the warehouse's partitions.
-pub fn compact(
-    warehouse: &Warehouse,
-    options: &CompactOptions,
-) -> Result<CompactReport, IngestError> {
-    let recovery = {
-        let lock = warehouse.lock()?;
-        warehouse.recover(&lock)?
-    };
+/// Compacts the table's partitions.
+pub async fn compact(writer: &mut Table, options: &CompactOptions) -> Result<CompactReport> {
+    let recovery = writer.recovery().clone();
+    writer.refresh().await?;
     let mut by_type: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
-    for file in warehouse.data_files()? {
-        let finding_type = file
-            .relative
-            .split('/')
-            .nth(1)
-            .and_then(|dir| dir.strip_prefix(PARTITION_COLUMN)?.strip_prefix('='))
-            .and_then(decode_partition_value);
-        if let Some(finding_type) = finding_type {
-            by_type.entry(finding_type).or_default().push(file);
-        }
+    for file in writer.snapshot()?.files {
+        by_type
+            .entry(file.finding_type.clone())
+            .or_default()
+            .push(file);
     }
     let mut report = CompactReport {
         recovery,
         partitions: Vec::new(),
+        vacuumed: Recovery::default(),
     };
     for (finding_type, files) in by_type {
         if !options.types.is_empty() && !options.types.contains(&finding_type) {
@@ -166,44 +130,42 @@ pub fn compact(
             report.partitions.push(partition);
             continue;
         }
-        compact_partition(warehouse, &finding_type, &files, options, &mut partition)?;
+        compact_partition(writer, &finding_type, &files, options, &mut partition).await?;
         report.partitions.push(partition);
     }
+    report.vacuumed = crate::vacuum::vacuum(writer, &VacuumOptions::default()).await?;
     Ok(report)
 }
 
 /// Reads a data file whole.
-fn read_file(path: &std::path::Path, finding_type: &str) -> Result<Vec<RecordBatch>, IngestError> {
-    let file = File::open(path).map_err(IngestError::warehouse(path))?;
-    let parquet_err = |source| IngestError::Parquet {
-        finding_type: finding_type.to_string(),
-        source,
-    };
+fn read_file(path: &std::path::Path, finding_type: &str) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(TableError::io(path))?;
+    let parquet_err = || TableError::parquet(format!("file of type {finding_type:?}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(parquet_err)?
+        .map_err(parquet_err())?
         .with_batch_size(ROW_GROUP_ROWS)
         .build()
-        .map_err(parquet_err)?;
+        .map_err(parquet_err())?;
     reader
-        .map(|b| b.map_err(IngestError::Arrow))
+        .map(|b| b.map_err(TableError::Arrow))
         .collect::<Result<Vec<_>, _>>()
 }
 
 /// Keeps the rows whose (`id`, `updated_at`) was not seen before.
-fn dedupe(batch: &RecordBatch, seen: &mut HashSet<u128>) -> Result<RecordBatch, IngestError> {
+fn dedupe(batch: &RecordBatch, seen: &mut HashSet<u128>) -> Result<RecordBatch> {
     let column = |name: &str| {
         batch
             .column_by_name(name)
-            .ok_or_else(|| IngestError::Internal(format!("data file without {name}")))
+            .ok_or_else(|| TableError::Internal(format!("data file without {name}")))
     };
     let ids = column("id")?
         .as_any()
         .downcast_ref::<StringArray>()
-        .ok_or_else(|| IngestError::Internal("id is not Utf8".into()))?;
+        .ok_or_else(|| TableError::Internal("id is not Utf8".into()))?;
     let times = column("updated_at")?
         .as_any()
         .downcast_ref::<TimestampMillisecondArray>()
-        .ok_or_else(|| IngestError::Internal("updated_at is not a timestamp".into()))?;
+        .ok_or_else(|| TableError::Internal("updated_at is not a timestamp".into()))?;
     let keep: arrow_array::BooleanArray = (0..batch.num_rows())
         .map(|i| {
             let mut h = Xxh3::new();
@@ -238,7 +200,7 @@ impl Run {
         })
     }
 
-    fn advance(&mut self) -> Result<(), IngestError> {
+    fn advance(&mut self) -> Result<()> {
         self.row += 1;
         if self
             .batch
@@ -257,41 +219,37 @@ fn write_run(
     pending: &mut Vec<RecordBatch>,
     path: &std::path::Path,
     finding_type: &str,
-) -> Result<(), IngestError> {
+) -> Result<()> {
     let schema = findings_schema();
     let sorted = sort_by_updated_at(&concat_batches(&schema, pending.iter())?)?;
     pending.clear();
-    let parquet_err = |source| IngestError::Parquet {
-        finding_type: finding_type.to_string(),
-        source,
-    };
-    let file = File::create(path).map_err(IngestError::warehouse(path))?;
+    let parquet_err = || TableError::parquet(format!("sorted run of type {finding_type:?}"));
+    let file = File::create(path).map_err(TableError::io(path))?;
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .set_dictionary_enabled(false)
         .build();
     let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).map_err(parquet_err)?;
-    writer.write(&sorted).map_err(parquet_err)?;
-    writer.close().map_err(parquet_err)?;
+        parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).map_err(parquet_err())?;
+    writer.write(&sorted).map_err(parquet_err())?;
+    writer.close().map_err(parquet_err())?;
     Ok(())
 }
 
 /// Reads the partition's files into sorted runs of at most `RUN_BYTES` of decoded rows on
 /// local disk, so memory stays bounded whatever the partition's size.
+/// `inputs` are local copies (`true`: downloaded, deleted once read) of the files.
 fn write_runs(
-    warehouse: &Warehouse,
     finding_type: &str,
-    files: &[DataFile],
-    scratch: &std::path::Path,
+    inputs: &[(PathBuf, bool)],
+    scratch: &Path,
     rows_before: &mut u64,
-) -> Result<Vec<std::path::PathBuf>, IngestError> {
+) -> Result<Vec<PathBuf>> {
     let mut runs = Vec::new();
     let mut pending: Vec<RecordBatch> = Vec::new();
     let mut pending_bytes = 0usize;
-    for file in files {
-        let path = warehouse.local_copy(&file.relative, scratch)?;
-        for batch in read_file(&path, finding_type)? {
+    for (path, downloaded) in inputs {
+        for batch in read_file(path, finding_type)? {
             *rows_before += batch.num_rows() as u64;
             pending_bytes += batch.get_array_memory_size();
             pending.push(batch);
@@ -302,8 +260,8 @@ fn write_runs(
                 pending_bytes = 0;
             }
         }
-        if warehouse.remote().is_some() {
-            let _ = std::fs::remove_file(&path);
+        if *downloaded {
+            let _ = std::fs::remove_file(path);
         }
     }
     if !pending.is_empty() {
@@ -316,22 +274,19 @@ fn write_runs(
 
 /// Merges sorted runs into one sorted stream, handed to `emit` `MERGE_ROWS` rows at a time.
 fn merge_runs(
-    runs: &[std::path::PathBuf],
+    runs: &[PathBuf],
     finding_type: &str,
-    mut emit: impl FnMut(RecordBatch) -> Result<(), IngestError>,
-) -> Result<(), IngestError> {
-    let parquet_err = |source| IngestError::Parquet {
-        finding_type: finding_type.to_string(),
-        source,
-    };
+    mut emit: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let parquet_err = || TableError::parquet(format!("sorted run of type {finding_type:?}"));
     let mut open = Vec::with_capacity(runs.len());
     for path in runs {
-        let file = File::open(path).map_err(IngestError::warehouse(path))?;
+        let file = File::open(path).map_err(TableError::io(path))?;
         let mut reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(parquet_err)?
+            .map_err(parquet_err())?
             .with_batch_size(MERGE_BATCH_ROWS)
             .build()
-            .map_err(parquet_err)?;
+            .map_err(parquet_err())?;
         let batch = reader.next().transpose()?;
         open.push(Run {
             reader,
@@ -383,32 +338,20 @@ fn merge_runs(
     Ok(())
 }
 
-fn compact_partition(
-    warehouse: &Warehouse,
+/// Reads, merges and writes one partition's outputs into `staging` (a blocking job).
+fn rewrite_partition(
     finding_type: &str,
-    files: &[DataFile],
+    inputs: &[(PathBuf, bool)],
+    staging: &Path,
+    batch: &str,
     options: &CompactOptions,
-    report: &mut PartitionReport,
-) -> Result<(), IngestError> {
-    let batch = format!("c{}", new_batch_id());
-    let live = warehouse.stage(&batch)?;
-    let staging_root = warehouse.staging_dir(&batch);
-    let downloads = staging_root.join("inputs");
-    std::fs::create_dir_all(&downloads).map_err(IngestError::warehouse(&downloads))?;
-    let mut writer = PartitionWriter::new(
-        finding_type,
-        &staging_root,
-        &batch,
-        options.target_file_bytes,
-    );
+    rows_before: &mut u64,
+) -> Result<Vec<StagedFile>> {
+    let mut writer = PartitionWriter::new(finding_type, staging, batch, options.target_file_bytes);
+    let scratch = staging.join("runs");
+    std::fs::create_dir_all(&scratch).map_err(TableError::io(&scratch))?;
+    let runs = write_runs(finding_type, inputs, &scratch, rows_before)?;
     let mut seen = HashSet::new();
-    let runs = write_runs(
-        warehouse,
-        finding_type,
-        files,
-        &downloads,
-        &mut report.rows_before,
-    )?;
     merge_runs(&runs, finding_type, |merged| {
         let merged = if options.dedupe {
             dedupe(&merged, &mut seen)?
@@ -417,122 +360,137 @@ fn compact_partition(
         };
         writer.write(&merged)
     })?;
-    for run in &runs {
-        let _ = std::fs::remove_file(run);
+    std::fs::remove_dir_all(&scratch).map_err(TableError::io(&scratch))?;
+    writer.finish()
+}
+
+/// The remove action of a compaction input.
+fn remove_action(file: &DataFile, now: i64) -> Action {
+    Action::Remove(Remove {
+        path: file.path.clone(),
+        data_change: false,
+        deletion_timestamp: Some(now),
+        extended_file_metadata: Some(true),
+        partition_values: Some(
+            [(
+                PARTITION_COLUMN.to_string(),
+                Some(file.finding_type.clone()),
+            )]
+            .into(),
+        ),
+        size: Some(i64::try_from(file.size).unwrap_or(i64::MAX)),
+        ..Remove::default()
+    })
+}
+
+/// A predicate naming the partition, for the commit's operation parameters.
+fn partition_predicate(finding_type: &str) -> String {
+    format!(
+        "{PARTITION_COLUMN} = '{}'",
+        finding_type.replace('\'', "''")
+    )
+}
+
+async fn compact_partition(
+    writer: &mut Table,
+    finding_type: &str,
+    files: &[DataFile],
+    options: &CompactOptions,
+    report: &mut PartitionReport,
+) -> Result<()> {
+    let batch = format!("c{}", new_batch_id());
+    let staging = writer.warehouse().stage(&batch)?;
+    let mut inputs = Vec::with_capacity(files.len());
+    for file in files {
+        match writer.warehouse().local_path(&file.path) {
+            Some(path) => inputs.push((path, false)),
+            None => {
+                let local = staging
+                    .dir()
+                    .join(format!("input-{:05}.parquet", inputs.len()));
+                writer
+                    .warehouse()
+                    .store()
+                    .download(&file.key(), &local)
+                    .await?;
+                inputs.push((local, true));
+            }
+        }
     }
-    let outputs: Vec<FileRecord> = writer
-        .finish()?
-        .into_iter()
-        .map(|f| FileRecord {
-            path: f.relative_path,
-            rows: f.rows,
-            bytes: f.bytes,
+    let outputs = {
+        let (task_type, dir, batch, options) = (
+            finding_type.to_string(),
+            staging.dir().to_path_buf(),
+            batch.clone(),
+            options.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut rows_before = 0;
+            rewrite_partition(
+                &task_type,
+                &inputs,
+                &dir,
+                &batch,
+                &options,
+                &mut rows_before,
+            )
+            .map(|outputs| (outputs, rows_before))
         })
-        .collect();
-    let mut output_paths: Vec<String> = outputs.iter().map(|f| f.path.clone()).collect();
-    output_paths.extend(stage_id_index(&staging_root, &batch, &outputs)?);
-    warehouse.upload_staged(&batch, &output_paths)?;
-    let mut record = CompactionRecord {
-        format: 1,
-        batch: batch.clone(),
-        finding_type: finding_type.to_string(),
-        committed_at: String::new(),
-        inputs: files.iter().map(|f| f.relative.clone()).collect(),
-        rows_after: outputs.iter().map(|f| f.rows).sum(),
-        outputs,
-        rows_before: report.rows_before,
-        dedupe: options.dedupe,
+        .await
+        .map_err(|e| TableError::Internal(format!("compacting {finding_type:?}: {e}")))??
     };
-
-    let _lock = warehouse.lock()?;
-    let present: HashSet<String> = warehouse
-        .data_files()?
-        .into_iter()
-        .map(|f| f.relative)
-        .collect();
-    if let Some(gone) = record.inputs.iter().find(|i| !present.contains(*i)) {
-        report.skipped = Some(format!("{gone} was compacted by another run meanwhile"));
-        drop(live);
-        return warehouse.discard_staged(&batch);
+    let (outputs, rows_before) = outputs;
+    report.rows_before = rows_before;
+    let mut actions = publish_files(writer, &staging, &batch, &outputs, false).await?;
+    let published_at = std::time::Instant::now();
+    let now = now_ms();
+    actions.extend(files.iter().map(|f| remove_action(f, now)));
+    let inputs: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let rows_after: u64 = outputs.iter().map(|f| f.rows).sum();
+    loop {
+        writer.check_not_stale(published_at)?;
+        crash_point("compact-before-commit");
+        pause_point("compact-before-commit");
+        let metadata = json!({
+            "operation": "compact",
+            "batch": batch,
+            "type": finding_type,
+            "files_before": files.len(),
+            "files_after": outputs.len(),
+            "rows_before": rows_before,
+            "rows_after": rows_after,
+            "dedupe": options.dedupe,
+        });
+        let operation = DeltaOperation::Optimize {
+            predicate: Some(partition_predicate(finding_type)),
+            target_size: i64::try_from(options.target_file_bytes).unwrap_or(i64::MAX),
+        };
+        match writer
+            .try_commit(&batch, actions.clone(), operation, metadata, Vec::new())
+            .await?
+        {
+            Outcome::Committed(_) => break,
+            Outcome::Lost(entries) => {
+                let taken = entries
+                    .iter()
+                    .flat_map(|(_, e)| &e.removed)
+                    .find(|path| inputs.contains(path.as_str()));
+                if let Some(taken) = taken {
+                    report.skipped =
+                        Some(format!("{taken} was compacted by another run meanwhile"));
+                    unpublish(writer, &batch, &outputs, false).await?;
+                    staging.clear()?;
+                    return Ok(());
+                }
+            }
+        }
     }
-    let manifest = format!("_gdq/staging/{batch}/{MANIFEST}");
-    warehouse.put_meta(&manifest, encode(&record)?)?;
-    crate::fault::crash_point("compact-before-publish");
-    warehouse.publish_staged(&batch, &output_paths)?;
-    crate::fault::crash_point("compact-before-record");
-    record.committed_at = format_rfc3339_ms(now_ms());
-    if !warehouse.put_meta_new(&record_key(&batch), encode(&record)?)? {
-        return Err(IngestError::Internal(format!(
-            "compaction record {batch} already exists"
-        )));
-    }
-    crate::fault::crash_point("compact-after-record");
-    warehouse.delete_files(&record.inputs)?;
-    let inputs: HashSet<&String> = record.inputs.iter().collect();
-    let remaining: Vec<String> = present
-        .iter()
-        .filter(|f| !inputs.contains(f))
-        .cloned()
-        .chain(record.outputs.iter().map(|f| f.path.clone()))
-        .collect();
-    retire_id_indexes(warehouse, &record.inputs, &remaining)?;
-    retire_record(warehouse, &batch)?;
-    drop(live);
-    warehouse.discard_staged(&batch)?;
-    report.files_after = record.outputs.len();
-    report.rows_after = record.rows_after;
-    report.bytes_after = record.outputs.iter().map(|f| f.bytes).sum();
+    crash_point("compact-after-commit");
+    staging.clear()?;
+    report.files_after = outputs.len();
+    report.rows_after = rows_after;
+    report.bytes_after = outputs.iter().map(|f| f.bytes).sum();
     Ok(())
-}
-
-/// Moves a record whose inputs are all deleted to the finished folder (a copy, then the
-/// delete: a reader in between sees the batch committed either way).
-fn retire_record(warehouse: &Warehouse, batch: &str) -> Result<(), IngestError> {
-    let key = record_key(batch);
-    if let Some(bytes) = warehouse.get_meta(&key)? {
-        warehouse.put_meta(&format!("{COMPACTIONS_DONE_DIR}/{batch}.json"), bytes)?;
-        warehouse.delete_files(&[key])?;
-    }
-    Ok(())
-}
-
-/// Finishes or undoes an interrupted compaction from its staged manifest (under the lock).
-/// Returns whether it had committed (and was finished).
-pub(crate) fn recover(
-    warehouse: &Warehouse,
-    batch: &str,
-    manifest: &[u8],
-) -> Result<bool, IngestError> {
-    let manifest: CompactionRecord =
-        serde_json::from_slice(manifest).map_err(|e| IngestError::Ledger {
-            path: format!("_gdq/staging/{batch}/{MANIFEST}").into(),
-            reason: e.to_string(),
-        })?;
-    if warehouse.get_meta(&record_key(batch))?.is_some() {
-        warehouse.delete_files(&manifest.inputs)?;
-        let remaining: Vec<String> = warehouse
-            .data_files()?
-            .into_iter()
-            .map(|f| f.relative)
-            .collect();
-        retire_id_indexes(warehouse, &manifest.inputs, &remaining)?;
-        retire_record(warehouse, batch)?;
-        return Ok(true);
-    }
-    if warehouse
-        .get_meta(&format!("{COMPACTIONS_DONE_DIR}/{batch}.json"))?
-        .is_some()
-    {
-        return Ok(true);
-    }
-    let outputs: Vec<String> = manifest
-        .outputs
-        .iter()
-        .map(|f| f.path.clone())
-        .chain([id_index_key(batch)])
-        .collect();
-    warehouse.delete_files(&outputs)?;
-    Ok(false)
 }
 
 #[cfg(test)]

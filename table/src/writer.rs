@@ -1,4 +1,6 @@
-//! Parquet files of one type partition, staged inside a batch until it commits.
+//! gdq's data files: Parquet of one type partition, built in a batch's staging folder until
+//! it commits. The file format is part of the table contract, so compaction writes with the
+//! same settings as the ingest.
 //!
 //! Rows accumulate, encoded and compressed, in the open row group until it holds
 //! [`ROW_GROUP_ROWS`] rows or the batch's memory budget asks for it to be flushed
@@ -17,7 +19,7 @@ use arrow_ord::sort::{SortColumn, SortOptions, lexsort_to_indices};
 use arrow_schema::DataType;
 use arrow_select::filter::filter_record_batch;
 use arrow_select::take::take_record_batch;
-use gdq_schemas::{SCHEMA_VERSION, findings_schema, partition_dir_name};
+use gdq_schemas::{SCHEMA_VERSION, findings_schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -25,16 +27,16 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::error::IngestError;
+use crate::error::TableError;
+use crate::layout::data_file_path;
 
-/// Where the table's data files live, relative to the warehouse root.
-pub const FINDINGS_DIR: &str = "findings";
-
-/// A finished data file, staged and ready to publish.
-#[derive(Debug, Clone)]
+/// A finished data file, built in a staging folder and ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedFile {
-    /// Path relative to the warehouse root once published (`findings/type=…/….parquet`).
-    pub relative_path: String,
+    /// Its path in the table once published (`type=<enc>/<attempt>-<part>.parquet`), and
+    /// in the staging folder.
+    pub path: String,
+    pub finding_type: String,
     pub rows: u64,
     pub bytes: u64,
 }
@@ -118,12 +120,8 @@ pub fn sort_by_updated_at(batch: &RecordBatch) -> Result<RecordBatch, arrow_sche
 }
 
 /// The error of a Parquet call on `finding_type`'s files.
-fn parquet_err(finding_type: &str) -> impl FnOnce(parquet::errors::ParquetError) -> IngestError {
-    let finding_type = finding_type.to_string();
-    move |source| IngestError::Parquet {
-        finding_type,
-        source,
-    }
+fn parquet_err(finding_type: &str) -> impl FnOnce(parquet::errors::ParquetError) -> TableError {
+    TableError::parquet(format!("file of type {finding_type:?}"))
 }
 
 /// The open and finished files of one type within one batch.
@@ -138,7 +136,7 @@ pub struct PartitionWriter {
 }
 
 impl PartitionWriter {
-    /// Files go to `<staging_root>/findings/type=<enc>/<file_prefix>-<part>.parquet`.
+    /// Files go to `<staging_root>/type=<enc>/<file_prefix>-<part>.parquet`.
     pub fn new(
         finding_type: &str,
         staging_root: &Path,
@@ -160,7 +158,7 @@ impl PartitionWriter {
     /// Rows keep the order they are given in: an ingest hands them over in export-day
     /// order, so row groups cover narrow time ranges without a sort that would copy every
     /// column; compaction hands them over sorted.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IngestError> {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), TableError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -178,7 +176,7 @@ impl PartitionWriter {
     }
 
     /// Closes the open row group early: the batch's memory budget wants its memory back.
-    pub fn flush_row_group(&mut self) -> Result<(), IngestError> {
+    pub fn flush_row_group(&mut self) -> Result<(), TableError> {
         if let Some((writer, _, _)) = self.current.as_mut() {
             writer.flush().map_err(parquet_err(&self.finding_type))?;
         }
@@ -192,7 +190,7 @@ impl PartitionWriter {
             .map_or(0, |(writer, _, _)| writer.memory_size())
     }
 
-    fn roll_over_if_full(&mut self) -> Result<(), IngestError> {
+    fn roll_over_if_full(&mut self) -> Result<(), TableError> {
         let full = self
             .current
             .as_ref()
@@ -203,43 +201,40 @@ impl PartitionWriter {
         Ok(())
     }
 
-    fn open_next(&mut self) -> Result<(), IngestError> {
-        let relative_dir = format!("{FINDINGS_DIR}/{}", partition_dir_name(&self.finding_type));
-        let dir = self.staging_root.join(&relative_dir);
-        std::fs::create_dir_all(&dir).map_err(IngestError::warehouse(&dir))?;
-        let name = format!("{}-{:05}.parquet", self.file_prefix, self.next_part);
+    fn open_next(&mut self) -> Result<(), TableError> {
+        let relative = data_file_path(&self.finding_type, &self.file_prefix, self.next_part);
         self.next_part += 1;
-        let path = dir.join(&name);
-        let file = File::create(&path).map_err(IngestError::warehouse(&path))?;
+        let path = self.staging_root.join(&relative);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(TableError::io(dir))?;
+        }
+        let file = File::create(&path).map_err(TableError::io(&path))?;
         let writer = ArrowWriter::try_new(
             BufWriter::with_capacity(64 << 10, file),
             findings_schema(),
             Some(writer_properties()),
         )
         .map_err(parquet_err(&self.finding_type))?;
-        self.current = Some((writer, format!("{relative_dir}/{name}"), 0));
+        self.current = Some((writer, relative, 0));
         Ok(())
     }
 
-    fn close_current(&mut self) -> Result<(), IngestError> {
-        let Some((writer, relative_path, rows)) = self.current.take() else {
+    fn close_current(&mut self) -> Result<(), TableError> {
+        let Some((writer, path, rows)) = self.current.take() else {
             return Ok(());
         };
         let buffered = writer
             .into_inner()
             .map_err(parquet_err(&self.finding_type))?;
-        let path = self.staging_root.join(&relative_path);
-        let file = buffered.into_inner().map_err(|e| IngestError::Warehouse {
-            path: path.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(IngestError::warehouse(&path))?;
-        let bytes = file
-            .metadata()
-            .map_err(IngestError::warehouse(&path))?
-            .len();
+        let local = self.staging_root.join(&path);
+        let file = buffered
+            .into_inner()
+            .map_err(|e| TableError::io(&local)(e.into_error()))?;
+        file.sync_all().map_err(TableError::io(&local))?;
+        let bytes = file.metadata().map_err(TableError::io(&local))?.len();
         self.finished.push(StagedFile {
-            relative_path,
+            path,
+            finding_type: self.finding_type.clone(),
             rows,
             bytes,
         });
@@ -247,36 +242,39 @@ impl PartitionWriter {
     }
 
     /// Closes the open file (writing its footer) and returns every file of this partition.
-    pub fn finish(mut self) -> Result<Vec<StagedFile>, IngestError> {
+    pub fn finish(mut self) -> Result<Vec<StagedFile>, TableError> {
         self.close_current()?;
         Ok(self.finished)
     }
 }
 
-/// Rewrites a staged file without the rows of the given sources (by `source` URI): the rare
-/// path where another writer committed the same object first. Returns the remaining rows and
-/// bytes, or `None` when no row remains (the file is then removed).
+/// Writes a copy of the staged file `from` without the rows of the given sources (by
+/// `source` URI) to `to`: the rare path where another writer committed the same object
+/// first, or an object failed part way. Returns the remaining rows and bytes, or `None`
+/// when no row remains (nothing is written then). `from` is left as it is: it may be named
+/// by a commit that is still in flight.
 pub fn drop_sources(
-    path: &Path,
+    from: &Path,
+    to: &Path,
     uris: &HashSet<String>,
-) -> Result<Option<(u64, u64)>, IngestError> {
-    let err = |source| IngestError::Parquet {
-        finding_type: path.display().to_string(),
-        source,
-    };
-    let file = File::open(path).map_err(IngestError::warehouse(path))?;
+) -> Result<Option<(u64, u64)>, TableError> {
+    let err = || TableError::parquet(from.display().to_string());
+    let file = File::open(from).map_err(TableError::io(from))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(err)?
+        .map_err(err())?
         .build()
-        .map_err(err)?;
-    let tmp = path.with_extension("rewrite");
-    let out = File::create(&tmp).map_err(IngestError::warehouse(&tmp))?;
+        .map_err(err())?;
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(TableError::io(dir))?;
+    }
+    let tmp = to.with_extension("rewrite");
+    let out = File::create(&tmp).map_err(TableError::io(&tmp))?;
     let mut writer = ArrowWriter::try_new(
         BufWriter::new(out),
         findings_schema(),
         Some(writer_properties()),
     )
-    .map_err(err)?;
+    .map_err(err())?;
     let mut rows = 0u64;
     for batch in reader {
         let batch = batch?;
@@ -284,9 +282,9 @@ pub fn drop_sources(
             .column_by_name("source")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         else {
-            return Err(IngestError::Internal(format!(
+            return Err(TableError::Internal(format!(
                 "{} has no source column",
-                path.display()
+                from.display()
             )));
         };
         let keep: BooleanArray = sources
@@ -296,22 +294,21 @@ pub fn drop_sources(
         let kept = filter_record_batch(&batch, &keep)?;
         if kept.num_rows() > 0 {
             rows += kept.num_rows() as u64;
-            writer.write(&kept).map_err(err)?;
-            writer.flush().map_err(err)?;
+            writer.write(&kept).map_err(err())?;
+            writer.flush().map_err(err())?;
         }
     }
-    let out = writer.into_inner().map_err(err)?;
+    let out = writer.into_inner().map_err(err())?;
     let file = out
         .into_inner()
-        .map_err(|e| IngestError::warehouse(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(IngestError::warehouse(&tmp))?;
+        .map_err(|e| TableError::io(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(TableError::io(&tmp))?;
     if rows == 0 {
-        std::fs::remove_file(&tmp).map_err(IngestError::warehouse(&tmp))?;
-        std::fs::remove_file(path).map_err(IngestError::warehouse(path))?;
+        std::fs::remove_file(&tmp).map_err(TableError::io(&tmp))?;
         return Ok(None);
     }
-    let bytes = file.metadata().map_err(IngestError::warehouse(&tmp))?.len();
-    std::fs::rename(&tmp, path).map_err(IngestError::warehouse(path))?;
+    let bytes = file.metadata().map_err(TableError::io(&tmp))?.len();
+    std::fs::rename(&tmp, to).map_err(TableError::io(to))?;
     Ok(Some((rows, bytes)))
 }
 
