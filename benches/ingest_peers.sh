@@ -50,8 +50,8 @@ for ((i = 1; i <= RUNS; i++)); do
   fi
 done
 
-parquet_files=$(find "$WORK/wh-gdq/findings" -name '*.parquet' | wc -l)
-types=$(find "$WORK/wh-gdq/findings" -mindepth 1 -maxdepth 1 -type d | wc -l)
+parquet_files=$(find "$WORK/wh-gdq/findings" -path '*/type=*' -name '*.parquet' | wc -l)
+types=$(find "$WORK/wh-gdq/findings" -mindepth 1 -maxdepth 1 -type d -name 'type=*' | wc -l)
 python3 - "$results/times.txt" "$FINDINGS" "$json_bytes" "$files" "$parquet_files" "$types" <<'PY'
 import statistics, sys
 path, findings, json_bytes, files, pq, types = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]

@@ -22,7 +22,7 @@ args = ap.parse_args()
 
 con = duckdb.connect()
 con.execute(
-    f"create view findings as select * from read_parquet('{args.warehouse}/findings/**/*.parquet', hive_partitioning=true)"
+    f"create view findings as select * from read_parquet('{args.warehouse}/findings/type=*/*.parquet', hive_partitioning=true)"
 )
 con.execute(
     "create view findings_latest as select * exclude (rn) from (select *, row_number() over "

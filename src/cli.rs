@@ -661,8 +661,11 @@ fn vacuum(warehouse: &str, args: VacuumArgs) -> Result<ExitCode, Failure> {
 
 fn upgrade(warehouse: &str) -> Result<ExitCode, Failure> {
     let warehouse = open_warehouse(warehouse)?;
-    let report =
-        gdq_table::block_on(gdq_table::legacy::upgrade(&warehouse)).map_err(table_failure)?;
+    let report = gdq_table::block_on(gdq_table::legacy::upgrade(
+        warehouse.store(),
+        warehouse.log(),
+    ))
+    .map_err(table_failure)?;
     let mut out = std::io::stdout().lock();
     if report.upgraded {
         let _ = writeln!(

@@ -24,7 +24,7 @@ fn one_line(e: &DataFusionError) -> String {
 }
 
 /// Tables a user may have meant.
-const TABLES: [&str; 2] = [crate::session::TABLE, crate::session::LATEST_VIEW];
+const TABLES: [&str; 2] = [crate::names::TABLE, crate::names::LATEST_VIEW];
 
 /// Edit distance (insertions, deletions, substitutions).
 fn distance(a: &str, b: &str) -> usize {

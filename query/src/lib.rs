@@ -11,6 +11,7 @@ mod error;
 pub mod format;
 mod id_lookup;
 pub mod latest;
+mod names;
 mod session;
 mod table;
 #[cfg(test)]

@@ -16,10 +16,7 @@ use crate::error::QueryError;
 use crate::latest::LatestTable;
 use crate::table::{FindingsTable, table_schema};
 
-/// Every exported version of every finding.
-pub const TABLE: &str = "findings";
-/// One row per finding id: its newest version (latest `updated_at`, then highest `count`).
-pub const LATEST_VIEW: &str = "findings_latest";
+pub use crate::names::{LATEST_VIEW, TABLE};
 
 /// gdq's DataFusion settings. Any setting can be changed from the environment the way
 /// datafusion-cli does it (`datafusion.execution.batch_size` ← `DATAFUSION_EXECUTION_BATCH_SIZE`),

@@ -225,6 +225,8 @@ impl Table {
                 }
             };
             self.check_not_stale(published_at)?;
+            // The files a commit names must survive a power cut that the commit survives.
+            self.warehouse.store().sync().await?;
             crash_point("before-commit");
             pause_point("before-commit");
             let transactions = sources
@@ -249,6 +251,8 @@ impl Table {
                 .await?
             {
                 Outcome::Committed(version) => {
+                    // Durable before the caller acts on it (deletes the messages it covers).
+                    self.warehouse.store().sync().await?;
                     crash_point("after-commit");
                     staging.clear()?;
                     return Ok(Some(Committed {

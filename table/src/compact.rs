@@ -447,6 +447,7 @@ async fn compact_partition(
     actions.extend(files.iter().map(|f| remove_action(f, now)));
     let inputs: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let rows_after: u64 = outputs.iter().map(|f| f.rows).sum();
+    writer.warehouse().store().sync().await?;
     loop {
         writer.check_not_stale(published_at)?;
         crash_point("compact-before-commit");
@@ -485,6 +486,7 @@ async fn compact_partition(
             }
         }
     }
+    writer.warehouse().store().sync().await?;
     crash_point("compact-after-commit");
     staging.clear()?;
     report.files_after = outputs.len();

@@ -31,13 +31,13 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::delta::DeltaLog;
 use crate::delta::ledger_transaction;
 use crate::error::{Result, TableError};
 use crate::footer::delta_stats;
 use crate::layout::{FINDINGS_DIR, batch_of, now_ms, quarantine_key};
 use crate::ledger::{COMMIT_APP, SOURCE_APP};
 use crate::store::Store;
-use crate::warehouse::Warehouse;
 
 const COMMITS: &str = "_gdq/commits";
 const STAGING: &str = "_gdq/staging";
@@ -137,8 +137,7 @@ async fn publish_staged(store: &Store, batch: &str, keys: &[String]) -> Result<(
 }
 
 /// The old recovery: finishes committed batches and compactions, undoes the rest.
-async fn recover_old_layout(warehouse: &Warehouse) -> Result<usize> {
-    let store = warehouse.store();
+async fn recover_old_layout(store: &Store) -> Result<usize> {
     let mut staged: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for listed in store.list(STAGING).await? {
         if let Some((batch, _)) = listed
@@ -155,12 +154,12 @@ async fn recover_old_layout(warehouse: &Warehouse) -> Result<usize> {
     }
     let mut recovered = 0;
     for (batch, keys) in &staged {
-        if let Some(root) = warehouse.local_root()
+        if let Some(root) = store.local_root()
             && crate::staging::is_live(root, batch)
         {
             return Err(TableError::State(format!(
                 "{}: batch {batch} of an older gdq is still being written; stop the old writers before upgrading",
-                warehouse.name()
+                store.name()
             )));
         }
         let manifest = format!("{STAGING}/{batch}/{MANIFEST}");
@@ -183,7 +182,7 @@ async fn recover_old_layout(warehouse: &Warehouse) -> Result<usize> {
             publish_staged(store, batch, &published).await?;
         }
         store.delete_many(keys).await?;
-        if let Some(root) = warehouse.local_root() {
+        if let Some(root) = store.local_root() {
             let _ = std::fs::remove_dir_all(root.join(STAGING).join(batch));
         }
         recovered += 1;
@@ -238,14 +237,13 @@ async fn footer(
     ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(e.to_string()))
 }
 
-/// Upgrades the warehouse in place (see the module documentation).
-pub async fn upgrade(warehouse: &Warehouse) -> Result<UpgradeReport> {
-    let store = warehouse.store();
-    let log = warehouse.log();
+/// Upgrades the warehouse in `store` (its table's `log`) in place (see the module
+/// documentation).
+pub async fn upgrade(store: &Store, log: &DeltaLog) -> Result<UpgradeReport> {
     if log.load().await?.is_some() || !is_legacy(store).await? {
         return Ok(UpgradeReport::default());
     }
-    let recovered = recover_old_layout(warehouse).await?;
+    let recovered = recover_old_layout(store).await?;
     crate::fault::crash_point("upgrade-before-commit");
 
     let committed = committed_compactions(store).await?;
@@ -320,7 +318,9 @@ pub async fn upgrade(warehouse: &Warehouse) -> Result<UpgradeReport> {
         "commits": commits.len(),
         "objects": objects.len(),
     });
+    store.sync().await?;
     let upgraded = log.create(actions, metadata).await?;
+    store.sync().await?;
     Ok(UpgradeReport {
         upgraded,
         files,

@@ -6,7 +6,7 @@
 //! ([`store`]), the data file format ([`writer`], [`footer`]: row groups, sort, bloom
 //! filters, Delta statistics), the table's log through delta-rs ([`delta`]), snapshots for
 //! readers ([`snapshot`]), the one commit path ([`transaction`], used by [`append`] and
-//! [`compact`]), the ledger of committed objects ([`ledger`]), the id index ([`id_index`]),
+//! [`compact`]; a writer's opening: `Table::open`), the ledger of committed objects ([`ledger`]), the id index ([`id_index`]),
 //! quarantine files ([`quarantine`]), recovery and vacuum ([`vacuum`]), [`status`], and the
 //! upgrade of warehouses of an older gdq ([`legacy`]).
 //!
@@ -23,7 +23,9 @@ pub mod id_index;
 pub mod layout;
 pub mod ledger;
 pub mod legacy;
+mod open;
 pub mod quarantine;
+pub mod recovery;
 pub mod runtime;
 pub mod snapshot;
 pub mod staging;
@@ -40,11 +42,12 @@ mod tests;
 pub use append::{Committed, SourceRecord, StagedAppend};
 pub use error::TableError;
 pub use ledger::Ledger;
+pub use recovery::Recovery;
 pub use runtime::block_on;
 pub use snapshot::{DataFile, Snapshot};
 pub use staging::Staging;
 pub use store::{Location, S3Location, Store};
 pub use transaction::Table;
-pub use vacuum::{Recovery, VacuumOptions};
+pub use vacuum::VacuumOptions;
 pub use warehouse::Warehouse;
 pub use writer::{PartitionWriter, StagedFile};

@@ -353,6 +353,19 @@ impl Store {
         format!("{}/{relative}", self.name().trim_end_matches('/'))
     }
 
+    /// Makes everything written to a local warehouse so far durable (files, hard links,
+    /// renames): one `syncfs` of its file system, where a commit of 135 files took 270
+    /// `fsync`s and as many journal commits. Nothing to do in S3, where a write that
+    /// returned is durable.
+    pub async fn sync(&self) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || sync_file_system(&root))
+            .await
+            .map_err(|e| TableError::Internal(format!("syncing the warehouse: {e}")))?
+    }
+
     /// Reads an object; `None` when it does not exist.
     pub async fn get(&self, relative: &str) -> Result<Option<Bytes>> {
         let path = self.path(relative)?;
@@ -531,6 +544,33 @@ impl Store {
             .await
             .map_err(|e| TableError::store(what)(generic(e)))
     }
+}
+
+/// Flushes the file system holding `dir` (Linux: `syncfs`; elsewhere `sync_all` of the folder
+/// tree's files is not worth emulating, so the whole system is synced).
+fn sync_file_system(dir: &Path) -> Result<()> {
+    // The warehouse folder may not exist yet (nothing written): nothing to flush.
+    let folder = match std::fs::File::open(dir) {
+        Ok(folder) => folder,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TableError::io(dir)(e)),
+    };
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `folder` is an open file descriptor for the duration of the call, and
+        // syncfs only reads it.
+        if unsafe { libc::syncfs(folder.as_raw_fd()) } != 0 {
+            return Err(TableError::io(dir)(std::io::Error::last_os_error()));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        drop(folder);
+        // SAFETY: sync takes no arguments and cannot fail.
+        unsafe { libc::sync() };
+    }
+    Ok(())
 }
 
 #[cfg(test)]

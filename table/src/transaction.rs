@@ -16,9 +16,8 @@ use serde_json::Value;
 use crate::delta::{Attempt, LogEntry, ledger_transaction};
 use crate::error::{Result, TableError};
 use crate::ledger::{COMMIT_APP, Ledger};
-use crate::legacy;
+use crate::recovery::Recovery;
 use crate::snapshot::Snapshot;
-use crate::vacuum::{self, Recovery};
 use crate::warehouse::Warehouse;
 
 /// The table as one process sees it: its snapshot and ledger, kept at the same version,
@@ -27,7 +26,7 @@ pub struct Table {
     pub(crate) warehouse: Warehouse,
     pub(crate) delta: DeltaTable,
     ledger: Ledger,
-    recovery: Recovery,
+    pub(crate) recovery: Recovery,
 }
 
 /// How one attempt ended, when it did not fail.
@@ -40,30 +39,6 @@ pub(crate) enum Outcome {
 }
 
 impl Table {
-    /// Opens the table for writing: creates it when the warehouse holds none (upgrading a
-    /// warehouse of an older gdq in place), removes what crashed writers left, and reads the
-    /// ledger.
-    pub async fn open(warehouse: &Warehouse) -> Result<Table> {
-        let log = warehouse.log();
-        let delta = match log.load().await? {
-            Some(table) => table,
-            None => {
-                if legacy::is_legacy(warehouse.store()).await? {
-                    legacy::upgrade(warehouse).await?;
-                } else {
-                    log.create(Vec::new(), serde_json::json!({"operation": "create"}))
-                        .await?;
-                }
-                log.load().await?.ok_or_else(|| {
-                    TableError::Internal(format!("{} has no table after creating it", log.name))
-                })?
-            }
-        };
-        let mut table = Table::with_delta(warehouse, delta).await?;
-        table.recovery = vacuum::recover(&table).await?;
-        Ok(table)
-    }
-
     /// The table and its ledger, for reading: nothing is created, upgraded or removed.
     pub async fn load(warehouse: &Warehouse) -> Result<Table> {
         let delta =
@@ -73,7 +48,7 @@ impl Table {
         Table::with_delta(warehouse, delta).await
     }
 
-    async fn with_delta(warehouse: &Warehouse, delta: DeltaTable) -> Result<Table> {
+    pub(crate) async fn with_delta(warehouse: &Warehouse, delta: DeltaTable) -> Result<Table> {
         let version = delta
             .version()
             .ok_or_else(|| TableError::Internal("a loaded table without a version".into()))?;
@@ -100,7 +75,7 @@ impl Table {
         &self.ledger
     }
 
-    /// What opening found and removed.
+    /// What opening for writing found and removed (`crate::open`).
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
     }

@@ -23,22 +23,10 @@ use crate::error::{Result, TableError};
 use crate::layout::{
     FINDINGS_DIR, ID_INDEX_DIR, QUARANTINE_DIR, batch_of, index_attempt, now_ms, quarantine_attempt,
 };
+pub use crate::recovery::Recovery;
 use crate::staging;
 use crate::store::Listed;
 use crate::transaction::Table;
-
-/// What a recovery or vacuum removed.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Recovery {
-    /// Attempts (batches) whose uncommitted files were removed.
-    pub discarded: Vec<String>,
-    /// Uncommitted data, index and quarantine files removed.
-    pub debris_files: usize,
-    /// Files a compaction removed from the table, deleted after the retention.
-    pub expired_files: usize,
-    /// Removed files still kept for the retention.
-    pub retained_files: usize,
-}
 
 /// How a vacuum runs.
 #[derive(Debug, Clone, Default)]

@@ -227,10 +227,11 @@ impl PartitionWriter {
             .into_inner()
             .map_err(parquet_err(&self.finding_type))?;
         let local = self.staging_root.join(&path);
+        // Not synced here: a local commit syncs the file system once for all its files
+        // (`Store::sync`), and files bound for S3 need no local durability.
         let file = buffered
             .into_inner()
             .map_err(|e| TableError::io(&local)(e.into_error()))?;
-        file.sync_all().map_err(TableError::io(&local))?;
         let bytes = file.metadata().map_err(TableError::io(&local))?.len();
         self.finished.push(StagedFile {
             path,
@@ -302,7 +303,6 @@ pub fn drop_sources(
     let file = out
         .into_inner()
         .map_err(|e| TableError::io(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(TableError::io(&tmp))?;
     if rows == 0 {
         std::fs::remove_file(&tmp).map_err(TableError::io(&tmp))?;
         return Ok(None);
