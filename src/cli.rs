@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gdq_ingest::IngestError;
-use gdq_query::{OutputFormat, QueryError, open_session, run_sql};
+use gdq_query::{OutputFormat, QueryError, open_session, print_sql};
 use gdq_table::{TableError, Warehouse};
 
+use crate::choices::{EngineChoice, FormatChoice, LogFormatChoice, ProgressChoice};
 use crate::exit::{Failure, Status};
+use crate::output::Stdout;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -64,9 +66,9 @@ struct ConfigArg {
 
 #[derive(Args, Debug, Clone)]
 struct OutputArgs {
-    /// Output format of query results: table, csv, tsv, json, ndjson.
-    #[arg(long, global = true, default_value = "table", value_name = "FORMAT")]
-    format: OutputFormat,
+    /// Output format of results.
+    #[arg(long, global = true, value_enum, default_value_t = FormatChoice::Table, value_name = "FORMAT")]
+    format: FormatChoice,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -178,9 +180,9 @@ pub struct IngestArgs {
     /// s3:// only: list what would be ingested (and what is already in), change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Progress display: auto (a bar on a terminal, log lines otherwise), bar, log, none.
-    #[arg(long, default_value = "auto", value_name = "MODE")]
-    pub progress: String,
+    /// Progress display on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressChoice::Auto, value_name = "MODE")]
+    pub progress: ProgressChoice,
 }
 
 const INGEST_HELP: &str = "\
@@ -242,9 +244,9 @@ dead-letter queue. SIGINT/SIGTERM: stop receiving, commit what is in hand, exit 
 
 #[derive(Args, Debug)]
 pub struct DdlArgs {
-    /// athena, spark, trino, duckdb or snowflake.
-    #[arg(long, value_name = "ENGINE")]
-    pub engine: gdq_schemas::ddl::Engine,
+    /// The engine whose SQL to print.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: EngineChoice,
     /// Plain Parquet tables over the partition folders instead of the Delta table (exact
     /// only with no writer in flight, after `gdq vacuum --retention 0s`).
     #[arg(long)]
@@ -341,9 +343,9 @@ pub struct WorkerArgs {
     /// Interval of the one-line progress log.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub progress_interval: std::time::Duration,
-    /// Log format on stderr: text or json. Level from GDQ_LOG (default: gdq at info, libraries at warn).
-    #[arg(long, default_value = "text", value_name = "FORMAT")]
-    pub log_format: String,
+    /// Log format on stderr. Level from GDQ_LOG (default: gdq at info, libraries at warn).
+    #[arg(long, value_enum, default_value_t = LogFormatChoice::Text, value_name = "FORMAT")]
+    pub log_format: LogFormatChoice,
 }
 
 #[derive(Args, Debug)]
@@ -372,26 +374,26 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Ingest(args)) => crate::ingest::run(&warehouse, config, args),
         Some(Command::Setup(command)) => crate::setup::run(&warehouse, config, command),
         Some(Command::Teardown(args)) => crate::setup::teardown(config, args),
-        Some(Command::Query(args)) => query(&warehouse, args, cli.output.format),
+        Some(Command::Query(args)) => query(&warehouse, args, cli.output.format.into()),
         Some(Command::Schema(SchemaArgs {
             action: Some(SchemaAction::Drift),
             ..
-        })) => drift(&warehouse, cli.output.format),
+        })) => drift(&warehouse, cli.output.format.into()),
         Some(Command::Schema(args)) => schema(args),
-        Some(Command::Status) => status(&warehouse, cli.output.format),
+        Some(Command::Status) => status(&warehouse, cli.output.format.into()),
         Some(Command::Compact(args)) => compact(&warehouse, args),
         Some(Command::Vacuum(args)) => vacuum(&warehouse, args),
         Some(Command::Upgrade) => upgrade(&warehouse),
         Some(Command::Ddl(args)) => ddl(&warehouse, args),
-        Some(Command::Shell) => crate::shell::run(&warehouse, cli.output.format),
+        Some(Command::Shell) => crate::shell::run(&warehouse, cli.output.format.into()),
         None if cli.query.sql.is_none()
             && cli.query.file.is_none()
             && std::io::stdin().is_terminal() =>
         {
-            crate::shell::run(&warehouse, cli.output.format)
+            crate::shell::run(&warehouse, cli.output.format.into())
         }
         Some(Command::Worker(args)) => crate::worker::run(&warehouse, config, args),
-        None => query(&warehouse, cli.query, cli.output.format),
+        None => query(&warehouse, cli.query, cli.output.format.into()),
     }
 }
 
@@ -470,10 +472,11 @@ fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
         let result = gdq_query::drift::schema_drift(&ctx)
             .await
             .map_err(query_failure)?;
-        let mut out = std::io::stdout().lock();
-        gdq_query::format::write_result(&mut out, &result, format).map_err(query_failure)?;
-        out.flush().map_err(|e| Failure::new(Status::Failed, e))?;
-        Ok(Status::Ok.into())
+        let mut out = Stdout::lock();
+        let written = gdq_query::format::write_result(&mut out, &result, format)
+            .map(|()| Status::Ok.into())
+            .map_err(query_failure);
+        out.finish(written)
     })
 }
 
@@ -486,13 +489,12 @@ fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitC
         if let Some(warning) = warning {
             eprintln!("gdq: {warning}");
         }
-        let results = run_sql(&ctx, &sql).await.map_err(query_failure)?;
-        let mut out = std::io::stdout().lock();
-        for result in &results {
-            gdq_query::format::write_result(&mut out, result, format).map_err(query_failure)?;
-        }
-        out.flush().map_err(|e| Failure::new(Status::Failed, e))?;
-        Ok(Status::Ok.into())
+        let mut out = Stdout::lock();
+        let printed = print_sql(&ctx, &sql, &mut out, format)
+            .await
+            .map(|_| Status::Ok.into())
+            .map_err(query_failure);
+        out.finish(printed)
     })
 }
 
@@ -500,43 +502,66 @@ fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
     let handle = open_warehouse(warehouse)?;
     let status =
         gdq_table::block_on(gdq_table::status::warehouse_status(&handle)).map_err(table_failure)?;
+    let mut out = Stdout::lock();
+    let written = match format {
+        OutputFormat::Json | OutputFormat::Ndjson => {
+            writeln!(out, "{}", status_document(warehouse, &status)).map_err(write_failure)
+        }
+        // Rows of one shape only: the per-type table (the totals are a sum away).
+        OutputFormat::Csv | OutputFormat::Tsv => gdq_query::status::status_by_type(&status)
+            .and_then(|result| gdq_query::format::write_result(&mut out, &result, format))
+            .map_err(query_failure),
+        OutputFormat::Table => write_status_text(&mut out, &status).map_err(write_failure),
+    };
+    out.finish(written.map(|()| Status::Ok.into()))
+}
+
+fn write_failure(e: std::io::Error) -> Failure {
+    Failure::new(Status::Failed, format!("writing to standard output: {e}"))
+}
+
+fn status_document(
+    warehouse: &str,
+    status: &gdq_table::status::WarehouseStatus,
+) -> serde_json::Value {
+    let types: Vec<serde_json::Value> = status
+        .types
+        .iter()
+        .map(|(t, p)| {
+            serde_json::json!({"type": t, "files": p.files, "rows": p.rows, "bytes": p.bytes,
+                "newest_updated_at": p.newest_updated_at_ms.map(gdq_schemas::format_rfc3339_ms)})
+        })
+        .collect();
+    serde_json::json!({"warehouse": warehouse, "version": status.version, "types": types,
+        "commits": status.commits, "objects": status.objects, "quarantine_records": status.quarantine_records,
+        "unreferenced_files": status.unreferenced_files})
+}
+
+fn write_status_text(
+    out: &mut impl Write,
+    status: &gdq_table::status::WarehouseStatus,
+) -> std::io::Result<()> {
     let time = |ms: Option<i64>| ms.map(gdq_schemas::format_rfc3339_ms).unwrap_or_default();
-    let mut out = std::io::stdout().lock();
-    if format == OutputFormat::Json || format == OutputFormat::Ndjson {
-        let types: Vec<serde_json::Value> = status
-            .types
-            .iter()
-            .map(|(t, p)| {
-                serde_json::json!({"type": t, "files": p.files, "rows": p.rows, "bytes": p.bytes,
-                    "newest_updated_at": p.newest_updated_at_ms.map(gdq_schemas::format_rfc3339_ms)})
-            })
-            .collect();
-        let doc = serde_json::json!({"warehouse": warehouse, "version": status.version, "types": types,
-            "commits": status.commits, "objects": status.objects, "quarantine_records": status.quarantine_records,
-            "unreferenced_files": status.unreferenced_files});
-        let _ = writeln!(out, "{doc}");
-        return Ok(Status::Ok.into());
-    }
     let mut rows: Vec<_> = status.types.iter().collect();
     rows.sort_by(|a, b| b.1.rows.cmp(&a.1.rows).then(a.0.cmp(b.0)));
     let width = rows.iter().map(|(t, _)| t.len()).max().unwrap_or(4).max(5);
-    let _ = writeln!(
+    writeln!(
         out,
         "{:width$}  {:>6}  {:>10}  {:>10}  newest updated_at",
         "type", "files", "rows", "MB"
-    );
+    )?;
     for (t, p) in &rows {
-        let _ = writeln!(
+        writeln!(
             out,
             "{t:width$}  {:>6}  {:>10}  {:>10.1}  {}",
             p.files,
             p.rows,
             p.bytes as f64 / 1e6,
             time(p.newest_updated_at_ms)
-        );
+        )?;
     }
     let total = status.total();
-    let _ = writeln!(
+    writeln!(
         out,
         "{:width$}  {:>6}  {:>10}  {:>10.1}  {}",
         "total",
@@ -544,16 +569,15 @@ fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
         total.rows,
         total.bytes as f64 / 1e6,
         time(total.newest_updated_at_ms)
-    );
+    )?;
     let version = status
         .version
         .map_or_else(|| "no table yet".to_string(), |v| format!("version {v}"));
-    let _ = writeln!(
+    writeln!(
         out,
         "table: {version}; ledger: {} objects in {} commits; quarantine: {} records; files no commit names: {}",
         status.objects, status.commits, status.quarantine_records, status.unreferenced_files
-    );
-    Ok(Status::Ok.into())
+    )
 }
 
 pub fn print_recovery(out: &mut impl Write, recovery: &gdq_table::Recovery) {
@@ -697,10 +721,10 @@ fn ddl(warehouse: &str, args: DdlArgs) -> Result<ExitCode, Failure> {
         }
     };
     let text = if args.plain {
-        gdq_schemas::ddl::plain_ddl(args.engine, &location, &args.trino_schema)
+        gdq_schemas::ddl::plain_ddl(args.engine.into(), &location, &args.trino_schema)
             .map_err(|e| Failure::new(Status::Usage, e))?
     } else {
-        gdq_schemas::ddl::ddl(args.engine, &location, &args.trino_schema)
+        gdq_schemas::ddl::ddl(args.engine.into(), &location, &args.trino_schema)
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());

@@ -1,4 +1,4 @@
-//! Exit statuses, documented in the README.
+//! Exit statuses: the one table every command follows (docs/commands.md#exit-status).
 
 use std::process::ExitCode;
 
@@ -13,6 +13,20 @@ pub enum Status {
     Usage = 2,
     /// The ingest finished, but some lines or objects went to quarantine.
     Quarantined = 3,
+}
+
+impl Status {
+    /// How a run over many inputs ended: any input that failed (and will be retried) makes
+    /// it a failure; inputs kept in the quarantine make it 3; the same rule for every command.
+    pub fn of_run(failed: u64, quarantined: u64) -> Status {
+        if failed > 0 {
+            Status::Failed
+        } else if quarantined > 0 {
+            Status::Quarantined
+        } else {
+            Status::Ok
+        }
+    }
 }
 
 impl From<Status> for ExitCode {

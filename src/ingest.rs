@@ -119,9 +119,9 @@ fn run_s3(
         None
     } else {
         Some(ProgressDisplay::start(
-            &args.progress,
+            args.progress,
             Arc::clone(&options.progress),
-        )?)
+        ))
     };
     let reports = runtime.block_on(async {
         let clients = AwsClients::in_region(region).await;
@@ -143,6 +143,9 @@ fn run_s3(
         if args.dry_run {
             print_plan(&source.url(), report);
             continue;
+        }
+        for problem in &report.summary.problems {
+            eprintln!("gdq: {problem}");
         }
         print_summary(&warehouse.name(), &report.summary);
         let this = exit_status(&report.summary);
@@ -190,7 +193,7 @@ fn run_local(warehouse: &str, paths: &[PathBuf], args: &IngestArgs) -> Result<Ex
         .batch
         .with_memory_budget(args.memory_mib.saturating_mul(1 << 20), options.threads);
     let warehouse = open_warehouse(warehouse)?;
-    let display = ProgressDisplay::start(&args.progress, Arc::clone(&options.progress))?;
+    let display = ProgressDisplay::start(args.progress, Arc::clone(&options.progress));
     let summary = ingest_local(&warehouse, paths, &options);
     display.finish();
     let summary = summary.map_err(ingest_failure)?;
@@ -202,13 +205,10 @@ fn run_local(warehouse: &str, paths: &[PathBuf], args: &IngestArgs) -> Result<Ex
 }
 
 fn exit_status(summary: &IngestSummary) -> Status {
-    if summary.objects_failed > 0 {
-        Status::Failed
-    } else if summary.has_quarantine() {
-        Status::Quarantined
-    } else {
-        Status::Ok
-    }
+    Status::of_run(
+        summary.objects_failed,
+        summary.lines_quarantined + summary.objects_partial + summary.objects_refused,
+    )
 }
 
 fn mb(bytes: u64) -> String {

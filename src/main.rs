@@ -3,9 +3,11 @@
 //! Argument parsing and wiring only: the work lives in the `gdq-ingest`, `gdq-query` and
 //! `gdq-setup` crates, the table contract in `gdq-schemas`.
 
+mod choices;
 mod cli;
 mod exit;
 mod ingest;
+mod output;
 mod progress;
 mod setup;
 mod shell;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: the ingest allocates and frees page buffers of 135
 /// open Parquet writers from two threads, which glibc's arenas fragment into hundreds of
-/// MiB of resident memory (see the README's benchmark section for the measured numbers).
+/// MiB of resident memory (docs/benchmarks.md has the measured numbers).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

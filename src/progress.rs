@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use gdq_ingest::progress::{Progress, ProgressSnapshot};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exit::{Failure, Status};
+use crate::choices::ProgressChoice;
 
 /// A display running on its own thread until [`ProgressDisplay::finish`].
 pub struct ProgressDisplay {
@@ -36,19 +36,13 @@ fn describe(s: &ProgressSnapshot, elapsed: Duration) -> String {
 }
 
 impl ProgressDisplay {
-    /// Starts the display `mode` asks for: `auto`, `bar`, `log` or `none`.
-    pub fn start(mode: &str, progress: Arc<Progress>) -> Result<ProgressDisplay, Failure> {
+    /// Starts the display `mode` asks for.
+    pub fn start(mode: ProgressChoice, progress: Arc<Progress>) -> ProgressDisplay {
         let mode = match mode {
-            "auto" if std::io::stderr().is_terminal() => Some(Mode::Bar),
-            "auto" | "log" => Some(Mode::Log),
-            "bar" => Some(Mode::Bar),
-            "none" => None,
-            other => {
-                return Err(Failure::new(
-                    Status::Usage,
-                    format!("--progress {other:?}: expected auto, bar, log or none"),
-                ));
-            }
+            ProgressChoice::Auto if std::io::stderr().is_terminal() => Some(Mode::Bar),
+            ProgressChoice::Auto | ProgressChoice::Log => Some(Mode::Log),
+            ProgressChoice::Bar => Some(Mode::Bar),
+            ProgressChoice::None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread = mode.map(|mode| {
@@ -58,7 +52,7 @@ impl ProgressDisplay {
                 Mode::Log => log(&progress, &stop),
             })
         });
-        Ok(ProgressDisplay { stop, thread })
+        ProgressDisplay { stop, thread }
     }
 
     /// Stops the display and clears the bar.

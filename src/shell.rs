@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use gdq_query::{OutputFormat, SessionContext, open_session, run_sql};
+use gdq_query::{OutputFormat, SessionContext, open_session, print_sql};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
@@ -39,15 +39,11 @@ struct Shell {
 impl Shell {
     async fn run_sql(&self, sql: &str) {
         let started = Instant::now();
-        match run_sql(&self.ctx, sql).await {
-            Ok(results) => {
-                let mut out = std::io::stdout().lock();
-                for result in &results {
-                    if let Err(e) = gdq_query::format::write_result(&mut out, result, self.format) {
-                        eprintln!("gdq: {e}");
-                    }
-                    if self.timing {
-                        let rows: usize = result.batches.iter().map(|b| b.num_rows()).sum();
+        let mut out = std::io::stdout().lock();
+        match print_sql(&self.ctx, sql, &mut out, self.format).await {
+            Ok(counts) => {
+                if self.timing {
+                    for rows in counts {
                         let _ = writeln!(
                             out,
                             "{rows} row(s) in {:.3} s",

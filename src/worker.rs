@@ -12,10 +12,11 @@ use tracing_subscriber::EnvFilter;
 /// What the worker logs when `GDQ_LOG` is not set.
 const DEFAULT_LOG_FILTER: &str = "warn,gdq=info,gdq_ingest=info,gdq_table=info,gdq_query=info";
 
+use crate::choices::LogFormatChoice;
 use crate::cli::WorkerArgs;
 use crate::exit::{Failure, Status};
 
-fn init_logging(format: &str) -> Result<(), Failure> {
+fn init_logging(format: LogFormatChoice) {
     // gdq's own progress at info; the libraries below it (delta-rs, the Delta kernel, the
     // AWS SDK) only when something is wrong. `GDQ_LOG=debug` shows everything.
     let filter =
@@ -24,16 +25,9 @@ fn init_logging(format: &str) -> Result<(), Failure> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        "json" => builder.json().init(),
-        "text" => builder.init(),
-        other => {
-            return Err(Failure::new(
-                Status::Usage,
-                format!("unknown log format {other:?} (text, json)"),
-            ));
-        }
+        LogFormatChoice::Json => builder.json().init(),
+        LogFormatChoice::Text => builder.init(),
     }
-    Ok(())
 }
 
 pub fn run(
@@ -41,7 +35,7 @@ pub fn run(
     config: Option<PathBuf>,
     args: WorkerArgs,
 ) -> Result<ExitCode, Failure> {
-    init_logging(&args.log_format)?;
+    init_logging(args.log_format);
     let (queue_url, kms_key, region) = match args.queue_url {
         Some(url) => (url, args.kms_key_arn, None),
         None => {
@@ -88,14 +82,13 @@ pub fn run(
     if args.once {
         print_summary(&stats);
     }
-    Ok(
-        if stats.objects_refused > 0 || stats.objects_failed > 0 || stats.lines_quarantined > 0 {
-            Status::Quarantined
-        } else {
-            Status::Ok
-        }
-        .into(),
+    // The table of src/exit.rs: a failed object (left on the queue, retried) is a failure,
+    // as in `ingest`; refused objects and quarantined lines are kept, and say so with 3.
+    Ok(Status::of_run(
+        stats.objects_failed,
+        stats.objects_refused + stats.lines_quarantined,
     )
+    .into())
 }
 
 async fn wait_for_signal() {

@@ -45,7 +45,7 @@ pub struct BatchOptions {
 
 /// What [`BatchOptions::with_memory_budget`] gives when not told otherwise. Peak RSS runs at
 /// about 3.2 times the budget: 144 MiB kept the 1M-finding ingest at a median 464 MiB, 478
-/// at most in 9 runs (README, benchmarks).
+/// at most in 9 runs (docs/benchmarks.md has the current figure).
 pub const DEFAULT_MEMORY_BUDGET: usize = 144 << 20;
 
 impl BatchOptions {

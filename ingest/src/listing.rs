@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tracing::debug;
 
 use crate::notification::{export_time_key, parse_export_key};
-use crate::s3::describe;
+use gdq_aws::AwsError;
 
 /// How many list calls are in flight at once.
 const LIST_CONCURRENCY: usize = 16;
@@ -101,11 +101,16 @@ pub struct Listing {
 
 /// Why a listing failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot list s3://{bucket}/{prefix}: {message}")]
-pub struct ListError {
-    pub bucket: String,
-    pub prefix: String,
-    pub message: String,
+pub enum ListError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// A prefix that cannot lead to exports.
+    #[error("cannot list s3://{bucket}/{prefix}: {message}")]
+    Prefix {
+        bucket: String,
+        prefix: String,
+        message: String,
+    },
 }
 
 /// The folder levels below `AWSLogs/`.
@@ -201,10 +206,8 @@ async fn list_folder(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| ListError {
-            bucket: bucket.to_string(),
-            prefix: prefix.to_string(),
-            message: describe(&e),
+        let page = page.map_err(|e| {
+            AwsError::new("s3:ListBucket", Some(format!("s3://{bucket}/{prefix}")), &e)
         })?;
         folders.extend(
             page.common_prefixes()
@@ -285,7 +288,7 @@ pub async fn list_exports(
     prefix: &str,
     filter: &ExportFilter,
 ) -> Result<Listing, ListError> {
-    let root = start(prefix).map_err(|message| ListError {
+    let root = start(prefix).map_err(|message| ListError::Prefix {
         bucket: bucket.to_string(),
         prefix: prefix.to_string(),
         message,

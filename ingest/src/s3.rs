@@ -4,6 +4,7 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::types::ServerSideEncryption;
+use gdq_aws::AwsError;
 use xxhash_rust::xxh3::Xxh3;
 
 /// The AWS clients gdq uses, built from the standard chain: environment, profiles (SSO
@@ -106,25 +107,8 @@ pub struct FetchedObject {
 pub enum FetchError {
     #[error("s3://{bucket}/{key} does not exist (deleted since it was announced?)")]
     NotFound { bucket: String, key: String },
-    #[error("cannot get s3://{bucket}/{key}: {message}")]
-    Aws {
-        bucket: String,
-        key: String,
-        message: String,
-    },
-}
-
-/// An AWS SDK error with its whole source chain on one line (the SDK's own `Display` says
-/// only "service error").
-pub(crate) fn describe<E: std::error::Error>(e: &E) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 }
 
 /// Gets an object and its encryption headers.
@@ -144,11 +128,11 @@ pub async fn fetch(
                 bucket: bucket.into(),
                 key: key.into(),
             },
-            _ => FetchError::Aws {
-                bucket: bucket.into(),
-                key: key.into(),
-                message: describe(&e),
-            },
+            _ => FetchError::Aws(AwsError::new(
+                "s3:GetObject",
+                Some(format!("s3://{bucket}/{key}")),
+                &e,
+            )),
         })?;
     let sse = response
         .server_side_encryption()
@@ -163,10 +147,12 @@ pub async fn fetch(
         .body
         .collect()
         .await
-        .map_err(|e| FetchError::Aws {
-            bucket: bucket.into(),
-            key: key.into(),
-            message: describe(&e),
+        .map_err(|e| {
+            FetchError::Aws(AwsError::unanswered(
+                "s3:GetObject",
+                Some(format!("s3://{bucket}/{key}")),
+                &e,
+            ))
         })?
         .into_bytes()
         .to_vec();

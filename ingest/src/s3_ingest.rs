@@ -198,7 +198,10 @@ pub async fn ingest_s3(
                 }
                 ObjectResult::AlreadyCommitted => summary.objects_skipped += 1,
                 ObjectResult::Refused => summary.objects_refused += 1,
-                ObjectResult::Failed => summary.objects_failed += 1,
+                ObjectResult::Failed(problem) => {
+                    summary.objects_failed += 1;
+                    summary.problems.push(problem);
+                }
             }
         }
         if let Some(committed) = commit_shared(shared, &table).await? {

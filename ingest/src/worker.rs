@@ -27,7 +27,8 @@ use tokio::sync::RwLock;
 use crate::batch::{Batch, BatchOptions, DEFAULT_MEMORY_BUDGET, TypeBuffers};
 use crate::error::IngestError;
 use crate::notification::{Notice, ObjectEvent, parse_export_key, parse_notification};
-use crate::s3::{AwsClients, Refusal, check_encryption, describe, fetch, s3_source_id, s3_uri};
+use crate::s3::{AwsClients, Refusal, check_encryption, fetch, s3_source_id, s3_uri};
+use gdq_aws::AwsError;
 
 /// The table, shared by a round's object tasks (which read its ledger) and the commit
 /// between rounds (which writes).
@@ -102,8 +103,8 @@ pub struct WorkerStats {
 pub enum WorkerError {
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    #[error("queue {queue}: {message}")]
-    Queue { queue: String, message: String },
+    #[error(transparent)]
+    Queue(#[from] AwsError),
 }
 
 /// Exponential backoff with jitter for AWS errors: 0.5 s doubling to 30 s.
@@ -145,10 +146,14 @@ struct Received {
 
 /// What happened to one object.
 pub(crate) enum ObjectResult {
-    Ingested { rows: u64, quarantined: u64 },
+    Ingested {
+        rows: u64,
+        quarantined: u64,
+    },
     AlreadyCommitted,
     Refused,
-    Failed,
+    /// Nothing of it was committed; the reason, one line naming the object.
+    Failed(String),
 }
 
 /// State shared with the object tasks of a round.
@@ -208,7 +213,7 @@ pub(crate) async fn process_object(
         Ok(object) => object,
         Err(e) => {
             error!(object = %uri, error = %e, "fetch failed; the message stays on the queue");
-            return ObjectResult::Failed;
+            return ObjectResult::Failed(e.to_string());
         }
     };
     if let Err(refusal) = check_encryption(
@@ -268,11 +273,11 @@ pub(crate) async fn process_object(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
-            ObjectResult::Failed
+            ObjectResult::Failed(format!("{uri}: decoding failed: {e}"))
         }
         Err(e) => {
             error!(object = %uri, error = %e, "decoding task failed");
-            ObjectResult::Failed
+            ObjectResult::Failed(format!("{uri}: decoding task failed: {e}"))
         }
     }
 }
@@ -286,10 +291,6 @@ pub async fn run_worker(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<WorkerStats, WorkerError> {
     let queue = options.queue_url.clone();
-    let queue_err = |message: String| WorkerError::Queue {
-        queue: queue.clone(),
-        message,
-    };
     let table = Table::open(&warehouse).await.map_err(IngestError::from)?;
     let recovered = table.recovery().clone();
     if !recovered.discarded.is_empty() || recovered.expired_files > 0 {
@@ -309,7 +310,7 @@ pub async fn run_worker(
         .attribute_names(QueueAttributeName::VisibilityTimeout)
         .send()
         .await
-        .map_err(|e| queue_err(describe(&e)))?
+        .map_err(|e| AwsError::new("sqs:GetQueueAttributes", Some(queue.clone()), &e))?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::VisibilityTimeout))
         .and_then(|v| v.parse::<u64>().ok())
@@ -368,7 +369,13 @@ pub async fn run_worker(
         for result in results {
             match result {
                 Ok(out) => messages.extend(out.messages.unwrap_or_default()),
-                Err(e) => failed = Some(describe(&e)),
+                Err(e) => {
+                    failed = Some(AwsError::new(
+                        "sqs:ReceiveMessage",
+                        Some(options.queue_url.clone()),
+                        &e,
+                    ))
+                }
             }
         }
         if let Some(message) = failed.filter(|_| messages.is_empty()) {
@@ -504,7 +511,7 @@ async fn process_round(
                 stats.objects_refused += 1;
                 received[index].delete = false;
             }
-            ObjectResult::Failed => {
+            ObjectResult::Failed(_) => {
                 stats.objects_failed += 1;
                 received[index].delete = false;
             }
@@ -627,7 +634,7 @@ async fn delete_messages(
             }
             Err(e) => {
                 stats.errors += 1;
-                warn!(error = %describe(&e), "delete batch failed; the messages will be redelivered and skipped");
+                warn!(error = %AwsError::new("sqs:DeleteMessage", None, &e), "delete batch failed; the messages will be redelivered and skipped");
             }
         }
     }
@@ -665,7 +672,7 @@ async fn heartbeat(
                 .send()
                 .await
             {
-                warn!(error = %describe(&e), "visibility heartbeat failed");
+                warn!(error = %AwsError::new("sqs:ChangeMessageVisibility", None, &e), "visibility heartbeat failed");
             }
         }
     }

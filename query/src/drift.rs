@@ -15,7 +15,7 @@ use gdq_schemas::COLUMNS;
 use serde_json::Value;
 
 use crate::error::QueryError;
-use crate::session::QueryResult;
+use crate::result::QueryResult;
 
 /// Longest example value kept.
 const EXAMPLE_CHARS: usize = 80;

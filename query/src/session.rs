@@ -1,19 +1,24 @@
 //! The DataFusion session: tables, views and functions over a warehouse.
 
+use std::collections::VecDeque;
+use std::io::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::config::ConfigOptions;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionConfig;
-use datafusion::sql::parser::DFParser;
+use datafusion::sql::parser::{DFParser, Statement};
+use futures::StreamExt;
 use gdq_table::Warehouse;
 
 use crate::error::QueryError;
+use crate::format::{OutputFormat, ResultWriter};
 use crate::latest::LatestTable;
+pub use crate::result::QueryResult;
 use crate::table::{FindingsTable, table_schema};
 
 pub use crate::names::{LATEST_VIEW, TABLE};
@@ -31,7 +36,7 @@ fn session_config() -> Result<SessionConfig, QueryError> {
     // narrow scans it costs more than it saves (`crate::snapshot`).
     options.execution.parquet.pushdown_filters = false;
     options.execution.parquet.reorder_filters = true;
-    // Measured on a 1M-finding warehouse (README, benchmarks): reading every footer at
+    // Measured on a 1M-finding warehouse (2026-11): reading every footer at
     // planning to collect statistics, and every page index before pruning, cost more than
     // they save (statistics: group by type 0.15 → 0.09 s; page index: one-week range 0.73×,
     // lookup 0.91×, findings_latest 0.94× of the time with it). Row-group statistics and
@@ -92,36 +97,63 @@ pub async fn open_session(
     Ok((ctx, warning))
 }
 
-/// Results of one statement.
-pub struct QueryResult {
-    pub schema: SchemaRef,
-    pub batches: Vec<RecordBatch>,
-}
-
-/// Runs every `;`-separated statement of `sql`; returns the results of each.
-pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<QueryResult>, QueryError> {
+/// The `;`-separated statements of `sql`, at least one.
+fn statements(sql: &str) -> Result<VecDeque<Statement>, QueryError> {
     let statements = DFParser::parse_sql(sql).map_err(QueryError::Plan)?;
     if statements.is_empty() {
         return Err(QueryError::Plan(datafusion::error::DataFusionError::Plan(
             "no SQL statement given".into(),
         )));
     }
+    Ok(statements)
+}
+
+async fn plan(ctx: &SessionContext, statement: Statement) -> Result<DataFrame, QueryError> {
+    let plan = ctx
+        .state()
+        .statement_to_plan(statement)
+        .await
+        .map_err(QueryError::Plan)?;
+    ctx.execute_logical_plan(plan)
+        .await
+        .map_err(QueryError::Plan)
+}
+
+/// Runs every `;`-separated statement of `sql`; returns the results of each.
+pub async fn run_sql(ctx: &SessionContext, sql: &str) -> Result<Vec<QueryResult>, QueryError> {
     let mut results = Vec::new();
-    for statement in statements {
-        let state = ctx.state();
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(QueryError::Plan)?;
-        let frame = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(QueryError::Plan)?;
+    for statement in statements(sql)? {
+        let frame = plan(ctx, statement).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(QueryError::Execution)?;
         results.push(QueryResult { schema, batches });
     }
     Ok(results)
+}
+
+/// Runs every statement of `sql` and writes each result to `out` as its batches arrive,
+/// so memory holds a few batches, not the result; returns each statement's row count.
+pub async fn print_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    out: &mut dyn Write,
+    format: OutputFormat,
+) -> Result<Vec<u64>, QueryError> {
+    let mut counts = Vec::new();
+    for statement in statements(sql)? {
+        let frame = plan(ctx, statement).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame
+            .execute_stream()
+            .await
+            .map_err(QueryError::Execution)?;
+        let mut writer = ResultWriter::new(out, schema, format);
+        while let Some(batch) = stream.next().await {
+            writer.write(&batch.map_err(QueryError::Execution)?)?;
+        }
+        counts.push(writer.finish()?);
+    }
+    Ok(counts)
 }
 
 /// The first column of the first row of `sql`'s (last) result as an integer (a

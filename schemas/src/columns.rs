@@ -416,11 +416,11 @@ mod tests {
     }
 
     #[test]
-    fn schema_readme_is_current() {
-        let readme = include_str!("../README.md");
+    fn the_schema_page_is_current() {
+        let page = include_str!("../../docs/schema.md");
         assert!(
-            readme.contains(&schema_markdown()),
-            "schemas/README.md is out of date: paste the output of `gdq schema --markdown`"
+            page.contains(&schema_markdown()),
+            "docs/schema.md is out of date: paste the output of `gdq schema --markdown`"
         );
     }
 }

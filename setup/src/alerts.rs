@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_eventbridge::types::{InputTransformer, RuleState, Target};
+use gdq_aws::{AwsError, AwsErrorKind};
 use serde_json::Value;
 
 use crate::error::{SetupError, aws, code};
@@ -335,10 +336,13 @@ async fn ensure_target(
                 .iter()
                 .map(|f| f.error_message().unwrap_or("unknown").to_string())
                 .collect();
-            return Err(SetupError::Aws {
+            return Err(SetupError::Aws(AwsError {
                 action: "events:PutTargets",
+                resource: Some(format!("rule {rule_name}")),
+                kind: AwsErrorKind::Service,
+                code: None,
                 message: why.join("; "),
-            });
+            }));
         }
     }
     r.change(

@@ -3,15 +3,13 @@
 use std::path::PathBuf;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use gdq_aws::AwsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// An AWS call failed: `action` is the API call (`kms:CreateKey`), `message` AWS's error.
-    #[error("{action} failed: {message}")]
-    Aws {
-        action: &'static str,
-        message: String,
-    },
+    /// An AWS call failed: the call, AWS's code and message, its kind and a hint.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
     /// The account holds something setup cannot use as asked (a key of the wrong kind, a
     /// bucket owned by another account, a second publishing destination).
     #[error("{0}")]
@@ -27,39 +25,16 @@ pub enum SetupError {
     Record { path: PathBuf, message: String },
 }
 
-/// Maps an SDK error to [`SetupError::Aws`], keeping AWS's error code and message (or the
-/// error's chain of causes when there is no service answer, e.g. a connection failure).
+/// Maps an SDK error to [`SetupError::Aws`], keeping its kind, AWS's error code and message
+/// (or the error's chain of causes when there is no service answer, e.g. a connection failure).
 pub(crate) fn aws<E>(action: &'static str) -> impl FnOnce(E) -> SetupError
 where
-    E: ProvideErrorMetadata + std::error::Error,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    move |e| {
-        let message = match (e.code(), e.message()) {
-            (Some(code), Some(text)) => format!("{code}: {text}"),
-            (Some(code), None) => code.to_string(),
-            _ => causes(&e),
-        };
-        SetupError::Aws { action, message }
-    }
+    move |e| SetupError::Aws(AwsError::new(action, None, &e))
 }
 
 /// The AWS error code of a failed call, for the "not found means create it" checks.
 pub(crate) fn code<E: ProvideErrorMetadata>(e: &E) -> &str {
     e.code().unwrap_or("")
-}
-
-/// "dispatch failure: io error: connection refused": each cause once, without the debug
-/// dump of the raw response the SDK's own display adds.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = cause.source();
-    }
-    text
 }

@@ -340,6 +340,12 @@ fn a_worker_whose_object_fails_mid_decode_leaves_its_message_and_commits_it_once
     let wh = tempdir();
     let failed =
         run(worker_cmd(wh.path(), &queue_url, &["--once"]).env("GDQ_FAIL_AT", "quarantine-record"));
+    assert_eq!(
+        failed.status.code(),
+        Some(1),
+        "a failed object is a failure, as in ingest\n{}",
+        stderr(&failed)
+    );
     assert!(
         stderr(&failed).contains("decoding failed"),
         "{}",
@@ -436,4 +442,73 @@ fn s3_requests_per_commit_and_per_query_are_few() {
         // A PUT per data file (34 types) is the floor; the rest is the log and the ledger.
         assert!(total(&commit) <= 60, "{commit:?}");
     }
+}
+
+/// An AWS error keeps its kind to the user: the call, the object, AWS's code and what to do.
+#[test]
+fn an_access_denied_object_names_the_call_the_object_and_the_permission_to_grant() {
+    let aws = aws();
+    let exports = bucket(&aws, "faults-denied");
+    populate(&aws, &exports);
+    let proxy = Proxy::start(&crate::moto::moto().endpoint);
+    let denied = proxy.rule(
+        "GET",
+        &["/export-007.jsonl.gz"],
+        Fault::Refuse(403, "AccessDenied"),
+        usize::MAX,
+    );
+    let wh = tempdir();
+    let mut cmd = catch_up(wh.path(), &exports);
+    crate::moto::aws_env(&mut cmd);
+    let out = run(&mut through(&proxy, cmd));
+    assert!(
+        denied.matched.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "no GET was refused: {}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let log = stderr(&out);
+    let line = log
+        .lines()
+        .find(|l| l.contains("export-007.jsonl.gz"))
+        .unwrap_or_else(|| panic!("no line names the object: {log}"));
+    assert!(
+        line.contains(&format!("s3:GetObject on s3://{exports}/AWSLogs/"))
+            && line.contains("export-007.jsonl.gz failed: AccessDenied"),
+        "{line}"
+    );
+    assert!(line.contains("hint: grant s3:GetObject on s3://"), "{line}");
+    // The other 59 objects are in, once.
+    assert_eq!(
+        sql_count(wh.path(), "select count(*) from findings"),
+        ((OBJECTS - 1) * PER_OBJECT) as u64
+    );
+}
+
+#[test]
+fn throttling_past_the_retries_says_so() {
+    let aws = aws();
+    let exports = bucket(&aws, "faults-throttled");
+    populate(&aws, &exports);
+    let proxy = Proxy::start(&crate::moto::moto().endpoint);
+    let throttled = proxy.rule(
+        "GET",
+        &["/export-003.jsonl.gz"],
+        Fault::Fail(503),
+        usize::MAX,
+    );
+    let wh = tempdir();
+    let mut cmd = catch_up(wh.path(), &exports);
+    crate::moto::aws_env(&mut cmd);
+    let out = run(&mut through(&proxy, cmd));
+    // The SDK retried (its standard mode makes 3 attempts) before giving up.
+    assert!(throttled.matched.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.lines().any(|l| l.contains("export-003.jsonl.gz")
+            && l.contains("SlowDown")
+            && l.contains("hint: AWS throttled past the SDK's retries")),
+        "{log}"
+    );
 }

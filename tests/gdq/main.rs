@@ -2,6 +2,7 @@
 //! module per area. They run the real binary on files from `testdata/` and check the
 //! warehouse with independent oracles (serde_json over the raw input, Python readers).
 
+mod cli;
 mod compact;
 mod crash;
 mod ddl;

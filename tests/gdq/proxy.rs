@@ -18,8 +18,10 @@ pub enum Fault {
     Delay(Duration),
     /// Forward once the test opens the gate.
     Hold(Arc<Gate>),
-    /// Answer with this status (an S3 error body), never forwarding.
+    /// Answer with this status (an S3 `SlowDown` error body), never forwarding.
     Fail(u16),
+    /// Answer with this status and S3 error code, never forwarding.
+    Refuse(u16, &'static str),
 }
 
 /// A gate a held request waits at.
@@ -211,9 +213,14 @@ fn serve(state: &State, client: TcpStream) -> std::io::Result<()> {
         match &rule.fault {
             Fault::Delay(delay) => std::thread::sleep(*delay),
             Fault::Hold(gate) => gate.wait(),
-            Fault::Fail(status) => {
+            Fault::Fail(status) | Fault::Refuse(status, _) => {
                 rule.waiting.fetch_sub(1, Ordering::SeqCst);
-                let body = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+                let body = match &rule.fault {
+                    Fault::Refuse(_, code) => {
+                        format!("<Error><Code>{code}</Code><Message>Injected {code}</Message></Error>")
+                    }
+                    _ => "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>".to_string(),
+                };
                 let answer = format!(
                     "HTTP/1.1 {status} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
