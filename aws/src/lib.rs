@@ -278,10 +278,10 @@ mod tests {
         }
     }
 
-    /// What the SDK raises when the SSO token of the profile has expired: no answer from the
-    /// service, the credentials provider's error in the chain.
+    /// A failure with no service answer, as the SDK raises it: "dispatch failure" and the
+    /// cause beneath it.
     #[derive(Debug)]
-    struct Dispatch(CredentialsError);
+    struct Dispatch(Box<dyn Error + Send + Sync>);
     impl fmt::Display for Dispatch {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(f, "dispatch failure")
@@ -289,7 +289,7 @@ mod tests {
     }
     impl Error for Dispatch {
         fn source(&self) -> Option<&(dyn Error + 'static)> {
-            Some(&self.0)
+            Some(self.0.as_ref())
         }
     }
     impl ProvideErrorMetadata for Dispatch {
@@ -299,14 +299,15 @@ mod tests {
         }
     }
 
+    /// An expired SSO token: the credentials provider's error in the chain.
     #[test]
     fn an_expired_sso_session_says_aws_sso_login() {
         let e = AwsError::new(
             "sqs:ReceiveMessage",
             None,
-            &Dispatch(CredentialsError::provider_error(
+            &Dispatch(Box::new(CredentialsError::provider_error(
                 "the SSO session associated with this profile has expired",
-            )),
+            ))),
         );
         assert_eq!(e.kind, AwsErrorKind::Credentials);
         assert!(e.to_string().contains("run `aws sso login`"), "{e}");
@@ -315,33 +316,13 @@ mod tests {
 
     #[test]
     fn no_answer_at_all_is_a_network_failure_with_its_causes() {
-        #[derive(Debug)]
-        struct Refused;
-        impl fmt::Display for Refused {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "connection refused")
-            }
-        }
-        impl Error for Refused {}
-        #[derive(Debug)]
-        struct Io(Refused);
-        impl fmt::Display for Io {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "dispatch failure")
-            }
-        }
-        impl Error for Io {
-            fn source(&self) -> Option<&(dyn Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        impl ProvideErrorMetadata for Io {
-            fn meta(&self) -> &ErrorMetadata {
-                static EMPTY: std::sync::OnceLock<ErrorMetadata> = std::sync::OnceLock::new();
-                EMPTY.get_or_init(|| ErrorMetadata::builder().build())
-            }
-        }
-        let e = AwsError::new("s3:ListBucket", Some("s3://b/".into()), &Io(Refused));
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = AwsError::new(
+            "s3:ListBucket",
+            Some("s3://b/".into()),
+            &Dispatch(Box::new(refused)),
+        );
         assert_eq!(e.kind, AwsErrorKind::Network);
         assert!(
             e.to_string().starts_with(

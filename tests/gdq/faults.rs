@@ -444,28 +444,35 @@ fn s3_requests_per_commit_and_per_query_are_few() {
     }
 }
 
-/// An AWS error keeps its kind to the user: the call, the object, AWS's code and what to do.
-#[test]
-fn an_access_denied_object_names_the_call_the_object_and_the_permission_to_grant() {
+/// `ingest s3://` of 60 exports in a fresh bucket, with one object's GETs answered by
+/// `fault`; returns the run, the exports bucket, the warehouse, and how many GETs matched.
+fn catch_up_with_one_object_failing(
+    name: &str,
+    object: &str,
+    fault: Fault,
+) -> (std::process::Output, String, tempfile::TempDir, usize) {
     let aws = aws();
-    let exports = bucket(&aws, "faults-denied");
+    let exports = bucket(&aws, name);
     populate(&aws, &exports);
     let proxy = Proxy::start(&crate::moto::moto().endpoint);
-    let denied = proxy.rule(
-        "GET",
-        &["/export-007.jsonl.gz"],
-        Fault::Refuse(403, "AccessDenied"),
-        usize::MAX,
-    );
+    let rule = proxy.rule("GET", &[object], fault, usize::MAX);
     let wh = tempdir();
     let mut cmd = catch_up(wh.path(), &exports);
     crate::moto::aws_env(&mut cmd);
     let out = run(&mut through(&proxy, cmd));
-    assert!(
-        denied.matched.load(std::sync::atomic::Ordering::SeqCst) >= 1,
-        "no GET was refused: {}",
-        stderr(&out)
+    let matched = rule.matched.load(std::sync::atomic::Ordering::SeqCst);
+    (out, exports, wh, matched)
+}
+
+/// An AWS error keeps its kind to the user: the call, the object, AWS's code and what to do.
+#[test]
+fn an_access_denied_object_names_the_call_the_object_and_the_permission_to_grant() {
+    let (out, exports, wh, refused) = catch_up_with_one_object_failing(
+        "faults-denied",
+        "/export-007.jsonl.gz",
+        Fault::Refuse(403, "AccessDenied"),
     );
+    assert!(refused >= 1, "no GET was refused: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let log = stderr(&out);
     let line = log
@@ -487,22 +494,13 @@ fn an_access_denied_object_names_the_call_the_object_and_the_permission_to_grant
 
 #[test]
 fn throttling_past_the_retries_says_so() {
-    let aws = aws();
-    let exports = bucket(&aws, "faults-throttled");
-    populate(&aws, &exports);
-    let proxy = Proxy::start(&crate::moto::moto().endpoint);
-    let throttled = proxy.rule(
-        "GET",
-        &["/export-003.jsonl.gz"],
+    let (out, _, _wh, throttled) = catch_up_with_one_object_failing(
+        "faults-throttled",
+        "/export-003.jsonl.gz",
         Fault::Fail(503),
-        usize::MAX,
     );
-    let wh = tempdir();
-    let mut cmd = catch_up(wh.path(), &exports);
-    crate::moto::aws_env(&mut cmd);
-    let out = run(&mut through(&proxy, cmd));
     // The SDK retried (its standard mode makes 3 attempts) before giving up.
-    assert!(throttled.matched.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert!(throttled >= 3, "{throttled} GETs: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let log = stderr(&out);
     assert!(
