@@ -387,22 +387,20 @@ mod tests {
     #[test]
     fn many_batches_give_one_document_in_every_format() {
         let batches = [batch(&["a", "b,c"], &[1, 2]), batch(&["d"], &[3])];
-        assert_eq!(
-            written(&batches, OutputFormat::Csv),
-            "name,n\na,1\n\"b,c\",2\nd,3\n"
-        );
-        assert_eq!(
-            written(&batches, OutputFormat::Tsv),
-            "name\tn\na\t1\nb,c\t2\nd\t3\n"
-        );
-        assert_eq!(
-            written(&batches, OutputFormat::Json),
-            "[{\"name\":\"a\",\"n\":1},{\"name\":\"b,c\",\"n\":2},{\"name\":\"d\",\"n\":3}]\n"
-        );
-        assert_eq!(
-            written(&batches, OutputFormat::Ndjson),
-            "{\"name\":\"a\",\"n\":1}\n{\"name\":\"b,c\",\"n\":2}\n{\"name\":\"d\",\"n\":3}\n"
-        );
+        for (format, expected) in [
+            (OutputFormat::Csv, "name,n\na,1\n\"b,c\",2\nd,3\n"),
+            (OutputFormat::Tsv, "name\tn\na\t1\nb,c\t2\nd\t3\n"),
+            (
+                OutputFormat::Json,
+                "[{\"name\":\"a\",\"n\":1},{\"name\":\"b,c\",\"n\":2},{\"name\":\"d\",\"n\":3}]\n",
+            ),
+            (
+                OutputFormat::Ndjson,
+                "{\"name\":\"a\",\"n\":1}\n{\"name\":\"b,c\",\"n\":2}\n{\"name\":\"d\",\"n\":3}\n",
+            ),
+        ] {
+            assert_eq!(written(&batches, format), expected, "{format:?}");
+        }
     }
 
     #[test]
