@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use clap::ValueEnum;
 use gdq_query::{OutputFormat, SessionContext, open_session, print_sql};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
+use crate::choices::FormatChoice;
 use crate::cli::{query_failure, runtime, table_failure};
 use crate::exit::{Failure, Status};
 
@@ -82,9 +84,10 @@ impl Shell {
                 self.timing = !self.timing;
                 println!("timing {}", if self.timing { "on" } else { "off" });
             }
-            ("\\format", Some(format)) => match format.parse::<OutputFormat>() {
-                Ok(f) => self.format = f,
-                Err(e) => eprintln!("gdq: {e}"),
+            // The same names as --format, from the same list.
+            ("\\format", Some(format)) => match FormatChoice::from_str(format, true) {
+                Ok(f) => self.format = f.into(),
+                Err(e) => eprintln!("gdq: {e} (table, csv, tsv, json, ndjson)"),
             },
             (other, _) => eprintln!("gdq: unknown command {other} (\\? lists them)"),
         }

@@ -31,22 +31,6 @@ pub enum OutputFormat {
     Ndjson,
 }
 
-impl std::str::FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "table" => Ok(OutputFormat::Table),
-            "csv" => Ok(OutputFormat::Csv),
-            "tsv" => Ok(OutputFormat::Tsv),
-            "json" => Ok(OutputFormat::Json),
-            "ndjson" | "jsonl" => Ok(OutputFormat::Ndjson),
-            other => Err(format!(
-                "unknown format {other:?} (table, csv, tsv, json, ndjson)"
-            )),
-        }
-    }
-}
-
 /// CSV cannot hold nested values: lists and structs are written as their display text.
 fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
     if !batch

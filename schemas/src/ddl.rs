@@ -39,20 +39,6 @@ impl Engine {
     }
 }
 
-impl std::str::FromStr for Engine {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.to_ascii_lowercase();
-        Engine::ALL
-            .into_iter()
-            .find(|e| e.name() == lower)
-            .ok_or_else(|| {
-                format!("unknown engine {s:?} (duckdb, spark, trino, athena, snowflake)")
-            })
-    }
-}
-
 impl Engine {
     fn column_type(self, kind: ColumnKind) -> &'static str {
         use ColumnKind::*;
@@ -288,7 +274,5 @@ mod tests {
         assert!(snowflake.contains("STORAGE_BASE_URL = 's3://b/wh/'"));
         assert!(snowflake.contains("BASE_LOCATION = 'findings/'"));
         assert!(ddl(Engine::Athena, "s3://b/it's", "s").contains("'s3://b/it''s/'"));
-        assert_eq!("Spark".parse::<Engine>(), Ok(Engine::Spark));
-        assert!("hive".parse::<Engine>().is_err());
     }
 }
