@@ -103,9 +103,9 @@ enum Command {
     Worker(WorkerArgs),
     /// What the warehouse holds: per type files, rows, bytes, newest updated_at; ledger; quarantine.
     #[command(
-        after_help = "Example:\n  gdq status --warehouse /data/gdq\n  gdq status --format json"
+        after_help = "Example:\n  gdq status --warehouse /data/gdq\n  gdq status --format json\n  gdq status --by account    # an organization's accounts and regions"
     )]
-    Status,
+    Status(StatusArgs),
     /// Merge each type partition's small files into large ones sorted by updated_at.
     #[command(after_help = COMPACT_HELP)]
     Compact(CompactArgs),
@@ -380,7 +380,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
             ..
         })) => drift(&warehouse, cli.output.format.into()),
         Some(Command::Schema(args)) => schema(args),
-        Some(Command::Status) => status(&warehouse, cli.output.format.into()),
+        Some(Command::Status(args)) if args.by == StatusBy::Account => {
+            status_by_account(&warehouse, cli.output.format.into())
+        }
+        Some(Command::Status(_)) => status(&warehouse, cli.output.format.into()),
         Some(Command::Compact(args)) => compact(&warehouse, args),
         Some(Command::Vacuum(args)) => vacuum(&warehouse, args),
         Some(Command::Upgrade) => upgrade(&warehouse),
@@ -491,6 +494,42 @@ fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitC
         }
         let mut out = Stdout::lock();
         let printed = print_sql(&ctx, &sql, &mut out, format)
+            .await
+            .map(|_| Status::Ok.into())
+            .map_err(query_failure);
+        out.finish(printed)
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// `type`: per finding type, from the table's log (no data read); `account`: findings
+    /// and versions per account and region (scans the account and region columns).
+    #[arg(long, value_enum, default_value_t = StatusBy::Type)]
+    pub by: StatusBy,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusBy {
+    Type,
+    Account,
+}
+
+/// What `gdq status --by account` runs: an organization's warehouse at a glance.
+pub const STATUS_BY_ACCOUNT_SQL: &str = "select account_id, region, \
+     count(distinct id) as findings, count(*) as versions, max(updated_at) as newest_updated_at \
+     from findings group by account_id, region order by findings desc, account_id, region";
+
+fn status_by_account(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
+    let runtime = runtime()?;
+    runtime.block_on(async {
+        let warehouse = Warehouse::open(warehouse).await.map_err(table_failure)?;
+        let (ctx, warning) = open_session(&warehouse).await.map_err(query_failure)?;
+        if let Some(warning) = warning {
+            eprintln!("gdq: {warning}");
+        }
+        let mut out = Stdout::lock();
+        let printed = print_sql(&ctx, STATUS_BY_ACCOUNT_SQL, &mut out, format)
             .await
             .map(|_| Status::Ok.into())
             .map_err(query_failure);

@@ -11,9 +11,11 @@ use gdq_ingest::s3::AwsClients;
 use gdq_ingest::s3_ingest::{S3IngestOptions, ingest_s3, parse_day};
 use gdq_setup::alerts::AlertsWanted;
 use gdq_setup::detector::{self, DetectorWanted};
-use gdq_setup::record::{self, SetupRecord};
+use gdq_setup::record::{self, RegionRecord, SetupRecord};
+use gdq_setup::regions::RegionsWanted;
 use gdq_setup::teardown::TeardownOptions;
-use gdq_setup::{Clients, Report, SetupError, SetupOptions};
+use gdq_setup::verify::Check;
+use gdq_setup::{Built, Clients, Report, SetupError, SetupOptions};
 use gdq_table::S3Location;
 
 use crate::cli::runtime;
@@ -43,9 +45,22 @@ pub struct SetupArgs {
     /// Key prefix GuardDuty writes under (default: the bucket root).
     #[arg(long, default_value = "", value_name = "P")]
     pub prefix: String,
-    /// Region of the detector and everything else (default: AWS_REGION or the profile's).
+    /// Home region: the bucket, the key, the queue and the alerts live here, and it has a
+    /// detector (default: AWS_REGION or the profile's).
     #[arg(long, value_name = "R")]
     pub region: Option<String>,
+    /// More regions with a detector exporting to the home bucket: R1,R2,… or all (every
+    /// region enabled for the account).
+    #[arg(long, value_name = "R1,R2,…|all")]
+    pub regions: Option<String>,
+    /// Organization mode: from the management account, make --admin-account GuardDuty's
+    /// delegated administrator; from that account, build the export path and auto-enable
+    /// every member account.
+    #[arg(long)]
+    pub organization: bool,
+    /// The organization's GuardDuty administrator account (with --organization).
+    #[arg(long, value_name = "ID")]
+    pub admin_account: Option<String>,
     /// How often GuardDuty exports updates of existing findings (new ones: within 5 minutes).
     #[arg(long, default_value = "FIFTEEN_MINUTES", value_name = "FREQUENCY")]
     pub frequency: String,
@@ -81,6 +96,9 @@ pub struct VerifyArgs {
     /// How long to wait for the sample findings.
     #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Samples from this recorded region only (default: every recorded region).
+    #[arg(long, value_name = "R")]
+    pub region: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -104,7 +122,13 @@ const SETUP_HELP: &str = "\
 Examples:
   gdq setup --bucket acme-guardduty-exports --region eu-west-1 --dry-run
   gdq setup --bucket acme-guardduty-exports --region eu-west-1 --notify-email sec@acme.example
+  gdq setup --bucket acme-guardduty-exports --region eu-west-1 --regions all
+  gdq setup --bucket acme-guardduty-exports --region eu-west-1 --organization --admin-account 111122223333
   gdq setup verify --sample-findings
+
+With --regions, each listed region gets a detector (same frequency and features) and a
+publishing destination into the home region's bucket with its key; other regions' alert
+rules forward findings to the home region's event bus.
 
 In order: detector, KMS key (+ policy, rotation), bucket (+ public access block, default
 SSE-KMS, policy), publishing destination, dead-letter queue + queue (+ policy), bucket
@@ -213,6 +237,27 @@ fn options(args: &SetupArgs) -> Result<SetupOptions, Failure> {
             emails: args.notify_emails.clone(),
             min_severity: args.min_severity,
         }),
+        regions: match &args.regions {
+            Some(text) => RegionsWanted::parse(text).map_err(setup_failure)?,
+            None => RegionsWanted::Home,
+        },
+        admin_account: match (args.organization, &args.admin_account) {
+            (true, Some(id)) => Some(id.clone()),
+            (false, None) => None,
+            (true, None) => {
+                return Err(Failure::new(
+                    Status::Usage,
+                    "--organization needs --admin-account ID (the organization's GuardDuty \
+                     administrator account)",
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(Failure::new(
+                    Status::Usage,
+                    "--admin-account goes with --organization",
+                ));
+            }
+        },
     })
 }
 
@@ -227,7 +272,32 @@ fn setup(warehouse: &str, config: Option<PathBuf>, args: SetupArgs) -> Result<Ex
         gdq_setup::setup(&clients, &options, &mut report).await
     });
     let changes = report.changes;
-    let built = built.map_err(setup_failure)?;
+    let built = match built.map_err(setup_failure)? {
+        Built::Record(record) => *record,
+        Built::Delegated {
+            admin_account,
+            regions,
+        } => {
+            if args.dry_run {
+                println!("\n{changes} change(s) planned; nothing was changed.");
+            } else {
+                println!("\n{changes} change(s) made");
+            }
+            println!(
+                "next, with the credentials of account {admin_account} (the export path is \
+                 the administrator's):\n  gdq setup --organization --admin-account \
+                 {admin_account} --bucket {} --region {}{}",
+                options.bucket,
+                regions[0],
+                if regions.len() > 1 {
+                    format!(" --regions {}", regions[1..].join(","))
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(Status::Ok.into());
+        }
+    };
     if args.dry_run {
         println!(
             "\n{changes} change(s) planned; nothing was changed. Without --dry-run the record \
@@ -256,7 +326,18 @@ fn print_record(path: &Path, r: &SetupRecord) {
     println!("  dead-letter   {}", r.dead_letter_queue_url);
     println!("  kms key       {} ({})", r.key_arn, r.key_alias);
     println!("  exports       {}", r.source());
-    println!("  detector      {} in {}", r.detector_id, r.region);
+    for part in r.region_records() {
+        println!(
+            "  detector      {} in {} (destination {})",
+            part.detector_id, part.region, part.destination_id
+        );
+    }
+    if let Some(o) = &r.organization {
+        println!(
+            "  organization  {}: administrator {}, every member auto-enabled",
+            o.organization_id, o.admin_account
+        );
+    }
     if let Some(a) = &r.alerts {
         println!("  alerts        {} → {}", a.rule_name, a.topic_arn);
     }
@@ -283,18 +364,27 @@ fn verify(warehouse: &str, config: Option<PathBuf>, args: VerifyArgs) -> Result<
     let runtime = runtime()?;
     let (clients, ingest_clients) = runtime.block_on(clients(Some(record.region.clone())));
     let checks = runtime.block_on(gdq_setup::verify::verify(&clients, &record));
-    let mut broken = 0;
-    for check in &checks {
-        let mark = if check.ok { "ok" } else { "BROKEN" };
-        println!("{:<18} {mark:<7} {}", check.link, check.detail);
-        broken += usize::from(!check.ok);
+    print!("{}", check_table(&record.region_names(), &checks));
+    let broken: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    for check in &broken {
+        println!(
+            "BROKEN {} {}: {}",
+            check.region.as_deref().unwrap_or(&record.region),
+            check.link,
+            check.detail
+        );
     }
-    if broken > 0 {
-        let first = checks.iter().find(|c| !c.ok).map(|c| c.link).unwrap_or("?");
+    if let Some(first) = broken.first() {
+        let where_ = first
+            .region
+            .as_deref()
+            .map(|r| format!("{} in {r}", first.link))
+            .unwrap_or_else(|| first.link.to_string());
         return Err(Failure::new(
             Status::Failed,
             format!(
-                "{broken} broken link(s), first: {first} (run gdq setup again to repair what it owns)"
+                "{} broken link(s), first: {where_} (run gdq setup again to repair what it owns)",
+                broken.len()
             ),
         ));
     }
@@ -302,22 +392,80 @@ fn verify(warehouse: &str, config: Option<PathBuf>, args: VerifyArgs) -> Result<
         println!("every link holds");
         return Ok(Status::Ok.into());
     }
+    let parts: Vec<RegionRecord> = match &args.region {
+        Some(region) => {
+            let part = record
+                .region_records()
+                .into_iter()
+                .find(|p| &p.region == region);
+            vec![part.ok_or_else(|| {
+                Failure::new(
+                    Status::Usage,
+                    format!(
+                        "--region {region}: the setup record has detectors in {} only",
+                        record.region_names().join(", ")
+                    ),
+                )
+            })?]
+        }
+        None => record.region_records(),
+    };
     runtime.block_on(sample_round_trip(
         warehouse,
         &clients,
         &ingest_clients,
         &record,
+        &parts,
         args.timeout,
     ))
 }
 
-/// CreateSampleFindings → the export object → an ingest → a row `gdq` can query; polls
-/// the export bucket (not the queue, which belongs to the worker) and reports the time.
+/// The region × link table: a row per link, a column per region; shared links (the home
+/// region's bucket, key, queue, topic) fill the home column, `-` where a link has no part.
+fn check_table(regions: &[String], checks: &[Check]) -> String {
+    let mut links: Vec<&str> = Vec::new();
+    for c in checks {
+        if !links.contains(&c.link) {
+            links.push(c.link);
+        }
+    }
+    let width = regions.iter().map(String::len).max().unwrap_or(0).max(6) + 2;
+    let mut out = format!("{:<19}", "link");
+    for region in regions {
+        out.push_str(&format!("{region:<width$}"));
+    }
+    out = out.trim_end().to_string() + "\n";
+    for link in links {
+        let mut line = format!("{link:<19}");
+        for (i, region) in regions.iter().enumerate() {
+            let cell = checks
+                .iter()
+                .find(|c| {
+                    c.link == link
+                        && match &c.region {
+                            Some(r) => r == region,
+                            None => i == 0,
+                        }
+                })
+                .map(|c| if c.ok { "ok" } else { "BROKEN" })
+                .unwrap_or("-");
+            line.push_str(&format!("{cell:<width$}"));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// CreateSampleFindings in each region → the export objects → an ingest → rows `gdq` can
+/// query; polls the export bucket (not the queue, which belongs to the worker) and reports
+/// each region's time.
 async fn sample_round_trip(
     warehouse: &str,
     clients: &Clients,
     aws: &AwsClients,
     record: &SetupRecord,
+    parts: &[RegionRecord],
     timeout: Duration,
 ) -> Result<ExitCode, Failure> {
     let warehouse_handle = gdq_table::Warehouse::open(warehouse)
@@ -329,17 +477,19 @@ async fn sample_round_trip(
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let started = Instant::now();
-    gdq_setup::verify::create_sample_findings(clients, record)
-        .await
-        .map_err(setup_failure)?;
-    println!(
-        "sample findings requested from detector {}; waiting for their export",
-        record.detector_id
-    );
+    for part in parts {
+        gdq_setup::verify::create_sample_findings(clients, part)
+            .await
+            .map_err(setup_failure)?;
+        println!(
+            "sample findings requested from detector {} in {}; waiting for their export",
+            part.detector_id, part.region
+        );
+    }
     let options = S3IngestOptions {
         filter: ExportFilter {
             accounts: vec![record.account.clone()],
-            regions: vec![record.region.clone()],
+            regions: parts.iter().map(|p| p.region.clone()).collect(),
             // Yesterday too: the export of a request made just before midnight UTC.
             since: parse_day("1d"),
             until: None,
@@ -348,10 +498,8 @@ async fn sample_round_trip(
         ..S3IngestOptions::default()
     };
     // Sample findings carry the time GuardDuty made them; a minute of slack for clock skew.
-    let sql = format!(
-        "select count(*) from findings where sample and updated_at >= to_timestamp_millis({})",
-        since_ms - 60_000
-    );
+    let since = since_ms - 60_000;
+    let mut waiting: Vec<&str> = parts.iter().map(|p| p.region.as_str()).collect();
     loop {
         ingest_s3(aws, &warehouse_handle, &source, &options)
             .await
@@ -359,18 +507,40 @@ async fn sample_round_trip(
         let (ctx, _) = gdq_query::open_session(&warehouse_handle)
             .await
             .map_err(crate::cli::query_failure)?;
-        let rows = gdq_query::query_count(&ctx, &sql)
-            .await
-            .map_err(crate::cli::query_failure)?
-            .unwrap_or(0);
-        if rows > 0 {
-            println!(
-                "sample findings: {rows} row(s) queryable in {} {:.1} s after CreateSampleFindings",
-                warehouse,
-                started.elapsed().as_secs_f64()
+        let mut arrived = Vec::new();
+        for region in &waiting {
+            // Region names come from the setup record, which took them from EC2's list;
+            // anything else is refused rather than spliced into SQL.
+            if !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(Failure::new(
+                    Status::Failed,
+                    format!("setup record names region {region:?}, which is not a region name"),
+                ));
+            }
+            let sql = format!(
+                "select count(*) from findings where sample and region = '{region}' and \
+                 updated_at >= to_timestamp_millis({since})"
             );
+            let rows = gdq_query::query_count(&ctx, &sql)
+                .await
+                .map_err(crate::cli::query_failure)?
+                .unwrap_or(0);
+            if rows > 0 {
+                println!(
+                    "sample findings from {region}: {rows} row(s) queryable in {warehouse} \
+                     {:.1} s after CreateSampleFindings",
+                    started.elapsed().as_secs_f64()
+                );
+                arrived.push(*region);
+            }
+        }
+        waiting.retain(|r| !arrived.contains(r));
+        if waiting.is_empty() {
             println!(
-                "  gdq --warehouse {warehouse} \"select type, severity, title from findings where sample\""
+                "  gdq --warehouse {warehouse} \"select region, type, severity, title from findings where sample\""
             );
             return Ok(Status::Ok.into());
         }
@@ -378,8 +548,10 @@ async fn sample_round_trip(
             return Err(Failure::new(
                 Status::Failed,
                 format!(
-                    "no sample finding reached {} within {}: the links above hold, so check the \
-                     destination's status in the GuardDuty console (Settings → Findings export)",
+                    "no sample finding from {} reached {} within {}: the links above hold, so \
+                     check the destination's status in the GuardDuty console of that region \
+                     (Settings → Findings export)",
+                    waiting.join(", "),
                     record.source(),
                     humantime::format_duration(timeout)
                 ),

@@ -5,8 +5,13 @@ moto's own server; this file only adds, before it starts:
 
 - GuardDuty publishing destinations (Create/List/Describe/Update/DeletePublishingDestination),
   stored on moto's detector. The status is PUBLISHING while the bucket and the KMS key exist
-  in moto, UNABLE_TO_PUBLISH_FIX_DESTINATION_PROPERTY otherwise, as GuardDuty reports a
-  destination it cannot write to.
+  in moto, in one region (the key's region is read from its ARN, so a detector of another
+  region can export there), UNABLE_TO_PUBLISH_FIX_DESTINATION_PROPERTY otherwise, as
+  GuardDuty reports a destination it cannot write to.
+- GuardDuty's organization configuration (Update/DescribeOrganizationConfiguration on
+  `/detector/<id>/admin`), stored on moto's detector, refused unless the caller is the
+  delegated administrator that the organization's management account enabled in that
+  region with moto's own EnableOrganizationAdminAccount.
 - CreateSampleFindings, which behaves like GuardDuty's export of the samples: one gzip JSON
   Lines object of sample findings (`service.additionalInfo.sample = true`), SSE-KMS with the
   destination's key, under `[prefix/]AWSLogs/<account>/GuardDuty/<region>/YYYY/MM/DD/`, put
@@ -34,6 +39,7 @@ from moto.guardduty.models import guardduty_backends
 from moto.guardduty.responses import GuardDutyResponse
 from moto.iam.access_control import PermissionResult
 from moto.kms.models import kms_backends
+from moto.organizations.models import organizations_backends
 from moto.s3.models import FakeBucket, s3_backends
 from moto.s3.responses import S3Response
 from moto.utilities.utils import get_partition
@@ -45,6 +51,7 @@ urls.url_paths.update(
         "{0}/detector/(?P<detector_id>[^/]+)/publishingDestination$": GuardDutyResponse.dispatch,
         "{0}/detector/(?P<detector_id>[^/]+)/publishingDestination/(?P<destination_id>[^/]+)$": GuardDutyResponse.dispatch,
         "{0}/detector/(?P<detector_id>[^/]+)/findings/create$": GuardDutyResponse.dispatch,
+        "{0}/detector/(?P<detector_id>[^/]+)/admin$": GuardDutyResponse.dispatch,
     }
 )
 
@@ -94,11 +101,15 @@ def _status(response, destination):
     bucket, _ = _split_arn(destination["destinationProperties"].get("destinationArn", ""))
     key_arn = destination["destinationProperties"].get("kmsKeyArn", "")
     s3 = s3_backends[response.current_account][get_partition(response.region)]
-    kms = kms_backends[response.current_account][response.region]
-    bucket_exists = bucket in s3.buckets
+    # arn:aws:kms:<region>:<account>:key/<id>: the key may be in another region than the
+    # detector, but must be in the bucket's (GuardDuty's rule).
+    parts = key_arn.split(":")
+    key_region = parts[3] if len(parts) > 5 else response.region
+    kms = kms_backends[response.current_account][key_region]
+    bucket_region = s3.buckets[bucket].region_name if bucket in s3.buckets else None
     key_id = key_arn.rsplit("/", 1)[-1]
     key_exists = key_id in kms.keys and kms.keys[key_id].key_state == "Enabled"
-    if bucket_exists and key_exists:
+    if bucket_region == key_region and key_exists:
         return "PUBLISHING"
     return "UNABLE_TO_PUBLISH_FIX_DESTINATION_PROPERTY"
 
@@ -173,6 +184,69 @@ def delete_publishing_destination(self):
     return "{}"
 
 
+def _is_delegated_administrator(response):
+    """Whether the caller is the GuardDuty administrator its organization's management
+    account enabled in this region."""
+    account = response.current_account
+    partition = get_partition(response.region)
+    management = organizations_backends.master_accounts.get(account, (None,))[0]
+    if management is None:
+        org = organizations_backends[account][partition].org
+        management = org.master_account_id if org else None
+    if management is None:
+        return False
+    backend = guardduty_backends[management][response.region]
+    return account in backend.admin_account_ids
+
+
+def update_organization_configuration(self):
+    detector_id, _ = _ids(self)
+    try:
+        detector = _detector(self, detector_id)
+    except DetectorNotFoundException:
+        return _error(400, "BadRequestException", f"detector {detector_id} not found")
+    if not _is_delegated_administrator(self):
+        return _error(
+            400,
+            "BadRequestException",
+            "The request is rejected because the current account is not the GuardDuty "
+            "delegated administrator of an organization.",
+        )
+    members = self._get_param("autoEnableOrganizationMembers") or (
+        "NEW" if self._get_param("autoEnable") else "NONE"
+    )
+    features = {f["name"]: f.get("autoEnable", "NONE") for f in self._get_param("features") or []}
+    config = getattr(detector, "gdq_org_config", {"members": "NONE", "features": {}})
+    config["members"] = members
+    config["features"].update(features)
+    detector.gdq_org_config = config
+    return "{}"
+
+
+def describe_organization_configuration(self):
+    detector_id, _ = _ids(self)
+    try:
+        detector = _detector(self, detector_id)
+    except DetectorNotFoundException:
+        return _error(400, "BadRequestException", f"detector {detector_id} not found")
+    if not _is_delegated_administrator(self):
+        return _error(
+            400,
+            "BadRequestException",
+            "The request is rejected because the current account is not the GuardDuty "
+            "delegated administrator of an organization.",
+        )
+    config = getattr(detector, "gdq_org_config", {"members": "NONE", "features": {}})
+    return json.dumps(
+        {
+            "autoEnable": config["members"] in ("NEW", "ALL"),
+            "autoEnableOrganizationMembers": config["members"],
+            "memberAccountLimitReached": False,
+            "features": [{"name": n, "autoEnable": a} for n, a in config["features"].items()],
+        }
+    )
+
+
 def _sample_findings(account, region, detector_id, types):
     templates = [json.loads(line) for line in SAMPLES.read_text().splitlines() if line.strip()]
     by_type = {}
@@ -236,6 +310,8 @@ for handler in (
     update_publishing_destination,
     delete_publishing_destination,
     create_sample_findings,
+    update_organization_configuration,
+    describe_organization_configuration,
 ):
     setattr(GuardDutyResponse, handler.__name__, handler)
 

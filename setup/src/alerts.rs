@@ -121,6 +121,7 @@ pub async fn existing(
         rule_name: name.to_string(),
         rule_arn: rule_arn(names, name),
         min_severity,
+        forward_role_arn: None,
     }))
 }
 
@@ -149,6 +150,7 @@ pub async fn ensure(
         rule_name: name.to_string(),
         rule_arn,
         min_severity: want.min_severity,
+        forward_role_arn: None,
     })
 }
 

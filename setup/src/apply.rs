@@ -4,10 +4,11 @@ use crate::alerts::{self, AlertsWanted};
 use crate::clients::Clients;
 use crate::detector::{self, DetectorWanted};
 use crate::error::{SetupError, aws};
-use crate::policy::Names;
-use crate::record::SetupRecord;
+use crate::policy::{DetectorRef, Names};
+use crate::record::{RegionRecord, SetupRecord};
+use crate::regions::RegionsWanted;
 use crate::report::Report;
-use crate::{bucket, destination, key, notification, queue};
+use crate::{bucket, destination, forwarding, key, notification, organization, queue, regions};
 
 #[derive(Debug, Clone)]
 pub struct SetupOptions {
@@ -21,6 +22,10 @@ pub struct SetupOptions {
     /// are then kept and recorded).
     pub alerts_name: String,
     pub alerts: Option<AlertsWanted>,
+    /// Regions with a detector besides the home one (`--regions`).
+    pub regions: RegionsWanted,
+    /// `--organization --admin-account ID`.
+    pub admin_account: Option<String>,
 }
 
 impl SetupOptions {
@@ -92,12 +97,21 @@ pub async fn identity(c: &Clients) -> Result<(String, String), SetupError> {
     Ok((account, partition))
 }
 
+/// What a setup run leaves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Built {
+    /// The export path, to be saved as the setup record.
+    Record(Box<SetupRecord>),
+    /// From an organization's management account: GuardDuty's administration delegated in
+    /// these regions; the administrator builds the export path.
+    Delegated {
+        admin_account: String,
+        regions: Vec<String>,
+    },
+}
+
 /// Builds (or, in a dry run, plans) the export path; returns what it built.
-pub async fn setup(
-    c: &Clients,
-    o: &SetupOptions,
-    r: &mut Report<'_>,
-) -> Result<SetupRecord, SetupError> {
+pub async fn setup(c: &Clients, o: &SetupOptions, r: &mut Report<'_>) -> Result<Built, SetupError> {
     o.validate()?;
     if c.region.is_empty() {
         return Err(SetupError::Usage(
@@ -105,15 +119,41 @@ pub async fn setup(
         ));
     }
     let (account, partition) = identity(c).await?;
+    // Everything that can refuse the input is asked before anything changes.
+    let regions = regions::resolve(c, &partition, &o.regions).await?;
+    let organization = match &o.admin_account {
+        Some(admin) => Some(organization::role(c, &account, admin).await?),
+        None => None,
+    };
     r.line(format!(
-        "gdq setup{} in account {account}, region {}",
+        "gdq setup{} in account {account}, home region {}{}",
         if r.dry_run {
             " --dry-run (nothing is changed)"
         } else {
             ""
         },
-        c.region
+        c.region,
+        if regions.len() > 1 {
+            format!(
+                ", detectors in {} regions: {}",
+                regions.len(),
+                regions.join(", ")
+            )
+        } else {
+            String::new()
+        }
     ));
+    if let Some(organization::Role::Management(org)) = &organization {
+        r.line(format!(
+            "account {account} manages organization {}: GuardDuty's administration goes to {}",
+            org.organization_id, org.admin_account
+        ));
+        organization::delegate(c, r, &regions, &org.admin_account).await?;
+        return Ok(Built::Delegated {
+            admin_account: org.admin_account.clone(),
+            regions,
+        });
+    }
     r.line(
         "VPC Flow Logs and CloudTrail trails are not prerequisites: GuardDuty reads its own \
          independent streams of them.",
@@ -122,7 +162,7 @@ pub async fn setup(
         partition,
         account,
         region: c.region.clone(),
-        detector_id: String::new(),
+        detectors: Vec::new(),
         bucket: o.bucket.clone(),
         prefix: o.prefix.clone(),
         key_arn: String::new(),
@@ -131,8 +171,21 @@ pub async fn setup(
         rule_arn: String::new(),
     };
 
-    let detector_exists;
-    (names.detector_id, detector_exists) = detector::ensure(&c.guardduty, r, &o.detector).await?;
+    // Detectors first: the key and bucket policies name every one of them.
+    let mut detectors = Vec::new();
+    for region in &regions {
+        r.in_region(region);
+        let (id, exists) = detector::ensure(&c.guardduty_in(region), r, &o.detector).await?;
+        detectors.push((
+            DetectorRef {
+                region: region.clone(),
+                id,
+            },
+            exists,
+        ));
+    }
+    r.global();
+    names.detectors = detectors.iter().map(|(d, _)| d.clone()).collect();
 
     let key_exists;
     (names.key_arn, key_exists) = key::ensure(&c.kms, r, &o.key_alias, &names).await?;
@@ -140,13 +193,24 @@ pub async fn setup(
 
     let bucket_exists = bucket::ensure(&c.s3, r, &names).await?;
 
-    let destination_id = destination::ensure(&c.guardduty, r, &names, detector_exists).await?;
+    let mut region_records = Vec::new();
+    for (d, exists) in &detectors {
+        r.in_region(&d.region);
+        let destination_id =
+            destination::ensure(&c.guardduty_in(&d.region), r, &names, d, *exists).await?;
+        region_records.push(RegionRecord {
+            region: d.region.clone(),
+            detector_id: d.id.clone(),
+            destination_id,
+        });
+    }
+    r.global();
 
     names.queue_arn = queue::queue_arn(&names, &o.queue_name);
     let (queue, dead_letter) = queue::ensure(&c.sqs, r, &names, &o.queue_name).await?;
     notification::ensure(&c.s3, r, &names, bucket_exists).await?;
 
-    let alerts = match &o.alerts {
+    let mut alerts = match &o.alerts {
         Some(want) => {
             Some(alerts::ensure(&c.sns, &c.events, r, &names, &o.alerts_name, want).await?)
         }
@@ -167,13 +231,46 @@ pub async fn setup(
             }
         },
     };
+    // Alerts cover every region: each other region forwards its findings home.
+    if let Some(a) = alerts.as_mut().filter(|_| regions.len() > 1) {
+        let role = forwarding::ensure_role(c, r, &names, &o.alerts_name).await?;
+        for region in &regions[1..] {
+            r.in_region(region);
+            forwarding::ensure_rule(
+                &c.events_in(region),
+                r,
+                &names,
+                &o.alerts_name,
+                a.min_severity,
+                &role,
+            )
+            .await?;
+        }
+        r.global();
+        a.forward_role_arn = Some(role);
+    }
 
-    Ok(SetupRecord {
+    let organization = match organization {
+        Some(organization::Role::Administrator(org)) => {
+            organization::enable_members(c, r, &detectors, &o.detector.features).await?;
+            Some(org)
+        }
+        _ => None,
+    };
+
+    let home = &region_records[0];
+    Ok(Built::Record(Box::new(SetupRecord {
         partition: names.partition,
         account: names.account,
         region: names.region,
-        detector_id: names.detector_id,
-        destination_id,
+        detector_id: home.detector_id.clone(),
+        destination_id: home.destination_id.clone(),
+        regions: if region_records.len() > 1 {
+            region_records
+        } else {
+            Vec::new()
+        },
+        organization,
         bucket: o.bucket.clone(),
         prefix: o.prefix.clone(),
         key_arn: names.key_arn,
@@ -183,5 +280,5 @@ pub async fn setup(
         dead_letter_queue_url: dead_letter.url,
         dead_letter_queue_arn: dead_letter.arn,
         alerts,
-    })
+    })))
 }

@@ -1,6 +1,6 @@
 //! The AWS clients setup uses, all from one loaded configuration.
 
-use aws_config::SdkConfig;
+use aws_config::{Region, SdkConfig};
 
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -11,8 +11,12 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub sts: aws_sdk_sts::Client,
-    /// The region every client works in.
+    pub ec2: aws_sdk_ec2::Client,
+    pub organizations: aws_sdk_organizations::Client,
+    pub iam: aws_sdk_iam::Client,
+    /// The home region: the bucket, the key, the queue and the alert topic live here.
     pub region: String,
+    config: SdkConfig,
 }
 
 impl Clients {
@@ -27,7 +31,36 @@ impl Clients {
             sns: aws_sdk_sns::Client::new(config),
             events: aws_sdk_eventbridge::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            organizations: aws_sdk_organizations::Client::new(config),
+            iam: aws_sdk_iam::Client::new(config),
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            config: config.clone(),
         }
+    }
+
+    /// GuardDuty in `region` (the home region's client when it is the home region): each
+    /// region has its own detector.
+    pub fn guardduty_in(&self, region: &str) -> aws_sdk_guardduty::Client {
+        if region == self.region {
+            return self.guardduty.clone();
+        }
+        aws_sdk_guardduty::Client::from_conf(
+            aws_sdk_guardduty::config::Builder::from(&self.config)
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
+    }
+
+    /// EventBridge in `region`: the rule that forwards that region's findings home.
+    pub fn events_in(&self, region: &str) -> aws_sdk_eventbridge::Client {
+        if region == self.region {
+            return self.events.clone();
+        }
+        aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&self.config)
+                .region(Region::new(region.to_string()))
+                .build(),
+        )
     }
 }

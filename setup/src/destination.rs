@@ -3,7 +3,7 @@
 use aws_sdk_guardduty::types::{DestinationProperties, DestinationType};
 
 use crate::error::{SetupError, aws};
-use crate::policy::Names;
+use crate::policy::{DetectorRef, Names};
 use crate::report::Report;
 
 const STEP: &str = "destination";
@@ -82,11 +82,13 @@ pub async fn describe(
     })
 }
 
-/// Creates the destination or points the existing one here; returns its id.
+/// Creates `detector`'s destination or points the existing one here; returns its id. `c`
+/// is GuardDuty in the detector's region.
 pub async fn ensure(
     c: &aws_sdk_guardduty::Client,
     r: &mut Report<'_>,
     names: &Names,
+    detector: &DetectorRef,
     detector_exists: bool,
 ) -> Result<String, SetupError> {
     let arn = destination_arn(names);
@@ -95,7 +97,7 @@ pub async fn ensure(
         .kms_key_arn(&names.key_arn)
         .build();
     let current = if detector_exists {
-        find(c, &names.detector_id).await?
+        find(c, &detector.id).await?
     } else {
         None
     };
@@ -107,7 +109,7 @@ pub async fn ensure(
         Some(d) => {
             if !r.dry_run {
                 c.update_publishing_destination()
-                    .detector_id(&names.detector_id)
+                    .detector_id(&detector.id)
                     .destination_id(&d.id)
                     .destination_properties(properties)
                     .send()
@@ -128,7 +130,7 @@ pub async fn ensure(
                 PLANNED.to_string()
             } else {
                 c.create_publishing_destination()
-                    .detector_id(&names.detector_id)
+                    .detector_id(&detector.id)
                     .destination_type(DestinationType::S3)
                     .destination_properties(properties)
                     .send()

@@ -135,7 +135,14 @@ pub async fn ensure_policy(
         }
         r.change(
             STEP,
-            "key policy: GuardDuty may GenerateDataKey for this detector's exports",
+            if names.detectors.len() > 1 {
+                format!(
+                    "key policy: GuardDuty may GenerateDataKey for the exports of the {} detectors",
+                    names.detectors.len()
+                )
+            } else {
+                "key policy: GuardDuty may GenerateDataKey for this detector's exports".to_string()
+            },
         );
     }
     if r.dry_run {

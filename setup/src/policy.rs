@@ -15,8 +15,10 @@ pub const SID_PREFIX: &str = "gdq";
 pub struct Names {
     pub partition: String,
     pub account: String,
+    /// The home region: bucket, key, queue, topic.
     pub region: String,
-    pub detector_id: String,
+    /// The detectors that export here, the home region's first.
+    pub detectors: Vec<DetectorRef>,
     pub bucket: String,
     /// Without leading or trailing `/`; empty for the bucket root.
     pub prefix: String,
@@ -26,11 +28,26 @@ pub struct Names {
     pub rule_arn: String,
 }
 
+/// One region's detector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectorRef {
+    pub region: String,
+    pub id: String,
+}
+
 impl Names {
-    pub fn detector_arn(&self) -> String {
+    pub fn detector_arn(&self, d: &DetectorRef) -> String {
         format!(
             "arn:{}:guardduty:{}:{}:detector/{}",
-            self.partition, self.region, self.account, self.detector_id
+            self.partition, d.region, self.account, d.id
+        )
+    }
+
+    /// The home region's default event bus, where other regions' rules forward findings.
+    pub fn home_bus_arn(&self) -> String {
+        format!(
+            "arn:{}:events:{}:{}:event-bus/default",
+            self.partition, self.region, self.account
         )
     }
 
@@ -47,13 +64,23 @@ impl Names {
         }
     }
 
-    /// GuardDuty's calls are allowed only on behalf of this account's detector: the
-    /// confused-deputy guard the GuardDuty documentation asks for.
-    fn only_for_this_detector(&self) -> Value {
+    /// GuardDuty's calls are allowed only on behalf of this account's detectors: the
+    /// confused-deputy guard the GuardDuty documentation asks for. With several regions the
+    /// ARNs are a list, which a condition reads as any of them.
+    fn only_for_these_detectors(&self) -> Value {
+        let arns: Vec<String> = self
+            .detectors
+            .iter()
+            .map(|d| self.detector_arn(d))
+            .collect();
+        let source_arn = match arns.as_slice() {
+            [one] => json!(one),
+            _ => json!(arns),
+        };
         json!({
             "StringEquals": {
                 "aws:SourceAccount": self.account,
-                "aws:SourceArn": self.detector_arn(),
+                "aws:SourceArn": source_arn,
             }
         })
     }
@@ -92,7 +119,7 @@ pub fn key_policy(n: &Names) -> Value {
             "Principal": { "Service": "guardduty.amazonaws.com" },
             "Action": "kms:GenerateDataKey",
             "Resource": n.key_arn,
-            "Condition": n.only_for_this_detector(),
+            "Condition": n.only_for_these_detectors(),
         }),
     ])
 }
@@ -108,7 +135,7 @@ pub fn bucket_statements(n: &Names) -> Vec<Value> {
             "Principal": { "Service": "guardduty.amazonaws.com" },
             "Action": "s3:GetBucketLocation",
             "Resource": n.bucket_arn(),
-            "Condition": n.only_for_this_detector(),
+            "Condition": n.only_for_these_detectors(),
         }),
         json!({
             "Sid": "gdqGuardDutyPutObject",
@@ -116,7 +143,7 @@ pub fn bucket_statements(n: &Names) -> Vec<Value> {
             "Principal": { "Service": "guardduty.amazonaws.com" },
             "Action": "s3:PutObject",
             "Resource": n.objects_arn(),
-            "Condition": n.only_for_this_detector(),
+            "Condition": n.only_for_these_detectors(),
         }),
         json!({
             "Sid": "gdqDenyUploadsNotKms",
@@ -200,6 +227,26 @@ pub fn alert_input_paths() -> Value {
 pub const ALERT_TEMPLATE: &str = "\"GuardDuty finding <type> (severity <severity>) in account \
 <account>, <region>: <title> https://console.aws.amazon.com/guardduty/home?region=<region>#/findings?macros=current&fId=<id>\"";
 
+/// Trust policy of the role EventBridge takes to forward other regions' findings home.
+pub fn forward_role_trust() -> Value {
+    document(vec![json!({
+        "Sid": "gdqEventBridgeAssumes",
+        "Effect": "Allow",
+        "Principal": { "Service": "events.amazonaws.com" },
+        "Action": "sts:AssumeRole",
+    })])
+}
+
+/// What that role may do: put events on the home region's default bus, nothing else.
+pub fn forward_role_policy(n: &Names) -> Value {
+    document(vec![json!({
+        "Sid": "gdqForwardToHomeBus",
+        "Effect": "Allow",
+        "Action": "events:PutEvents",
+        "Resource": n.home_bus_arn(),
+    })])
+}
+
 /// Replaces gdq's statements in an existing policy with `ours`, keeping every other
 /// statement (and their order) as it was.
 pub fn merge_statements(existing: Option<&Value>, ours: Vec<Value>) -> Value {
@@ -229,7 +276,10 @@ mod tests {
             partition: "aws".into(),
             account: "123456789012".into(),
             region: "eu-west-1".into(),
-            detector_id: "d1".into(),
+            detectors: vec![DetectorRef {
+                region: "eu-west-1".into(),
+                id: "d1".into(),
+            }],
             bucket: "exports".into(),
             prefix: "gd".into(),
             key_arn: "arn:aws:kms:eu-west-1:123456789012:key/k1".into(),
@@ -252,6 +302,28 @@ mod tests {
             merge_statements(Some(&merged), bucket_statements(&names())),
             merged,
             "merging twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn one_detector_is_named_alone_and_several_as_a_list() {
+        let mut n = names();
+        let condition = &key_policy(&n)["Statement"][1]["Condition"]["StringEquals"];
+        assert_eq!(
+            condition["aws:SourceArn"],
+            "arn:aws:guardduty:eu-west-1:123456789012:detector/d1"
+        );
+        n.detectors.push(DetectorRef {
+            region: "us-east-1".into(),
+            id: "d2".into(),
+        });
+        let statements = bucket_statements(&n);
+        assert_eq!(
+            statements[1]["Condition"]["StringEquals"]["aws:SourceArn"],
+            json!([
+                "arn:aws:guardduty:eu-west-1:123456789012:detector/d1",
+                "arn:aws:guardduty:us-east-1:123456789012:detector/d2"
+            ])
         );
     }
 

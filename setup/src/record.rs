@@ -6,15 +6,25 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SetupError;
-use crate::policy::Names;
+use crate::policy::{DetectorRef, Names};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetupRecord {
     pub partition: String,
     pub account: String,
+    /// The home region: bucket, key, queue, alert topic.
     pub region: String,
+    /// The home region's detector and destination (also in [`SetupRecord::regions`]; kept
+    /// at the top for records and readers from before `--regions`).
     pub detector_id: String,
     pub destination_id: String,
+    /// Every region with a detector exporting here, the home region first. Empty in a
+    /// record from before `--regions`: then the home region alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionRecord>,
+    /// Present when setup ran with `--organization` from the administrator account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<OrganizationRecord>,
     pub bucket: String,
     /// Without leading or trailing `/`; empty for the bucket root.
     pub prefix: String,
@@ -28,12 +38,32 @@ pub struct SetupRecord {
     pub alerts: Option<AlertsRecord>,
 }
 
+/// One region's part of the export path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionRecord {
+    pub region: String,
+    pub detector_id: String,
+    pub destination_id: String,
+}
+
+/// The organization mode: this account is GuardDuty's delegated administrator and turns it
+/// on for every member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrganizationRecord {
+    pub organization_id: String,
+    pub management_account: String,
+    pub admin_account: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertsRecord {
     pub topic_arn: String,
     pub rule_name: String,
     pub rule_arn: String,
     pub min_severity: f64,
+    /// With several regions: the role other regions' rules forward findings home with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_role_arn: Option<String>,
 }
 
 impl SetupRecord {
@@ -46,13 +76,40 @@ impl SetupRecord {
         }
     }
 
+    /// Every region's part, the home region first.
+    pub fn region_records(&self) -> Vec<RegionRecord> {
+        if self.regions.is_empty() {
+            return vec![RegionRecord {
+                region: self.region.clone(),
+                detector_id: self.detector_id.clone(),
+                destination_id: self.destination_id.clone(),
+            }];
+        }
+        self.regions.clone()
+    }
+
+    /// The regions with a detector, the home region first.
+    pub fn region_names(&self) -> Vec<String> {
+        self.region_records()
+            .into_iter()
+            .map(|r| r.region)
+            .collect()
+    }
+
     /// The names the policy documents connect.
     pub fn names(&self) -> Names {
         Names {
             partition: self.partition.clone(),
             account: self.account.clone(),
             region: self.region.clone(),
-            detector_id: self.detector_id.clone(),
+            detectors: self
+                .region_records()
+                .into_iter()
+                .map(|r| DetectorRef {
+                    region: r.region,
+                    id: r.detector_id,
+                })
+                .collect(),
             bucket: self.bucket.clone(),
             prefix: self.prefix.clone(),
             key_arn: self.key_arn.clone(),
@@ -134,6 +191,8 @@ mod tests {
             region: "eu-west-1".into(),
             detector_id: "d".into(),
             destination_id: "p".into(),
+            regions: Vec::new(),
+            organization: None,
             bucket: "exports".into(),
             prefix: "gd".into(),
             key_arn: "arn:aws:kms:eu-west-1:123456789012:key/k".into(),
@@ -147,6 +206,11 @@ mod tests {
         save(&path, &record).unwrap();
         assert_eq!(load(&path).unwrap(), Some(record.clone()));
         assert_eq!(record.source(), "s3://exports/gd");
+        assert_eq!(
+            record.region_names(),
+            ["eu-west-1"],
+            "a record from before --regions"
+        );
         std::fs::write(&path, "{").unwrap();
         assert!(matches!(load(&path), Err(SetupError::Record { .. })));
         remove(&path).unwrap();

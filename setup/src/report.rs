@@ -12,6 +12,9 @@ pub struct Report<'a> {
     pub dry_run: bool,
     /// Changes made (or, in a dry run, that would be made).
     pub changes: usize,
+    /// The region the regional steps (detector, destination, forwarding) are working in,
+    /// named on their lines.
+    region: Option<String>,
 }
 
 impl<'a> Report<'a> {
@@ -20,24 +23,45 @@ impl<'a> Report<'a> {
             out,
             dry_run,
             changes: 0,
+            region: None,
+        }
+    }
+
+    /// Names `region` on the lines that follow, until [`Report::global`].
+    pub fn in_region(&mut self, region: &str) {
+        self.region = Some(region.to_string());
+    }
+
+    /// The lines that follow are about the home region's shared parts.
+    pub fn global(&mut self) {
+        self.region = None;
+    }
+
+    fn what(&self, what: &str) -> String {
+        match &self.region {
+            Some(region) => format!("{region}: {what}"),
+            None => what.to_string(),
         }
     }
 
     /// Something that is already as wanted.
     pub fn found(&mut self, step: &str, what: impl AsRef<str>) {
-        let _ = writeln!(self.out, "{step:<13} ok       {}", what.as_ref());
+        let what = self.what(what.as_ref());
+        let _ = writeln!(self.out, "{step:<13} ok       {what}");
     }
 
     /// A change: made, or in a dry run, planned.
     pub fn change(&mut self, step: &str, what: impl AsRef<str>) {
         self.changes += 1;
         let verb = if self.dry_run { "would" } else { "changed" };
-        let _ = writeln!(self.out, "{step:<13} {verb:<8} {}", what.as_ref());
+        let what = self.what(what.as_ref());
+        let _ = writeln!(self.out, "{step:<13} {verb:<8} {what}");
     }
 
     /// A remark that is neither: a skipped step, advice.
     pub fn note(&mut self, step: &str, what: impl AsRef<str>) {
-        let _ = writeln!(self.out, "{step:<13} note     {}", what.as_ref());
+        let what = self.what(what.as_ref());
+        let _ = writeln!(self.out, "{step:<13} note     {what}");
     }
 
     /// A policy or pattern document, printed in full in a dry run (and when it changes).

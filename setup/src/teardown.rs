@@ -6,9 +6,9 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 use crate::clients::Clients;
 use crate::error::{SetupError, aws, code};
-use crate::record::SetupRecord;
+use crate::record::{RegionRecord, SetupRecord};
 use crate::report::Report;
-use crate::{alerts, bucket, destination, detector, notification, queue};
+use crate::{alerts, bucket, destination, detector, forwarding, notification, queue};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TeardownOptions {
@@ -28,33 +28,15 @@ pub async fn teardown(
     r: &mut Report<'_>,
 ) -> Result<(), SetupError> {
     let n = record.names();
-    // A deleted detector took its destination with it (and GuardDuty refuses to list the
-    // destinations of a detector it does not know).
-    let detector_exists =
-        detector::find(&c.guardduty).await?.as_deref() == Some(record.detector_id.as_str());
-    let destination = if detector_exists {
-        destination::find(&c.guardduty, &record.detector_id).await?
-    } else {
-        None
-    };
-    match destination {
-        Some(d) => {
-            if !r.dry_run {
-                c.guardduty
-                    .delete_publishing_destination()
-                    .detector_id(&record.detector_id)
-                    .destination_id(&d.id)
-                    .send()
-                    .await
-                    .map_err(aws("guardduty:DeletePublishingDestination"))?;
-            }
-            r.change(
-                "destination",
-                format!("delete {} → {}", d.id, d.destination_arn),
-            );
-        }
-        None => r.found("destination", "none"),
+    // Which recorded detectors still exist, region by region.
+    let mut detectors = Vec::new();
+    for part in record.region_records() {
+        r.in_region(&part.region);
+        let gd = c.guardduty_in(&part.region);
+        let exists = remove_destination(&gd, &part, r).await?;
+        detectors.push((part, gd, exists));
     }
+    r.global();
 
     let bucket_exists = bucket::exists(&c.s3, &record.bucket).await?;
     if bucket_exists {
@@ -121,6 +103,27 @@ pub async fn teardown(
         }
     }
 
+    if let Some(a) = &record.alerts {
+        for (part, _, _) in detectors
+            .iter()
+            .filter(|(p, _, _)| p.region != record.region)
+        {
+            r.in_region(&part.region);
+            if forwarding::remove_rule(&c.events_in(&part.region), &a.rule_name, r.dry_run).await? {
+                r.change("alerts", format!("delete forwarding rule {}", a.rule_name));
+            }
+        }
+        r.global();
+        if a.forward_role_arn.is_some()
+            && forwarding::remove_role(c, &a.rule_name, r.dry_run).await?
+        {
+            r.change(
+                "alerts",
+                format!("delete role {}", forwarding::role_name(&a.rule_name)),
+            );
+        }
+    }
+
     for (step, url) in [
         ("queue", &record.queue_url),
         ("dead-letter", &record.dead_letter_queue_url),
@@ -141,29 +144,34 @@ pub async fn teardown(
         r.change(step, format!("delete {name}"));
     }
 
-    if o.disable_detector && detector_exists {
-        if !r.dry_run {
-            c.guardduty
-                .update_detector()
-                .detector_id(&record.detector_id)
-                .enable(false)
-                .send()
-                .await
-                .map_err(aws("guardduty:UpdateDetector"))?;
+    for (part, gd, exists) in &detectors {
+        r.in_region(&part.region);
+        let id = &part.detector_id;
+        if o.disable_detector && *exists {
+            if !r.dry_run {
+                gd.update_detector()
+                    .detector_id(id)
+                    .enable(false)
+                    .send()
+                    .await
+                    .map_err(aws("guardduty:UpdateDetector"))?;
+            }
+            r.change("detector", format!("disable {id} (its findings stay)"));
+        } else if *exists {
+            r.note(
+                "detector",
+                format!("{id} stays enabled (--disable-detector)"),
+            );
+        } else {
+            r.found("detector", format!("{id} no longer exists"));
         }
-        r.change(
-            "detector",
-            format!("disable {} (its findings stay)", record.detector_id),
-        );
-    } else if detector_exists {
+    }
+    r.global();
+    if record.organization.is_some() {
         r.note(
-            "detector",
-            format!("{} stays enabled (--disable-detector)", record.detector_id),
-        );
-    } else {
-        r.found(
-            "detector",
-            format!("{} no longer exists", record.detector_id),
+            "organization",
+            "the delegated administrator and members' auto-enable stay: members keep GuardDuty \
+             on (guardduty:UpdateOrganizationConfiguration with NONE turns it off for new ones)",
         );
     }
 
@@ -241,6 +249,40 @@ pub async fn teardown(
         );
     }
     Ok(())
+}
+
+/// Deletes `part`'s publishing destination; returns whether its detector still exists. A
+/// deleted detector took its destination with it (and GuardDuty refuses to list the
+/// destinations of a detector it does not know).
+async fn remove_destination(
+    gd: &aws_sdk_guardduty::Client,
+    part: &RegionRecord,
+    r: &mut Report<'_>,
+) -> Result<bool, SetupError> {
+    let exists = detector::find(gd).await?.as_deref() == Some(part.detector_id.as_str());
+    let destination = if exists {
+        destination::find(gd, &part.detector_id).await?
+    } else {
+        None
+    };
+    match destination {
+        Some(d) => {
+            if !r.dry_run {
+                gd.delete_publishing_destination()
+                    .detector_id(&part.detector_id)
+                    .destination_id(&d.id)
+                    .send()
+                    .await
+                    .map_err(aws("guardduty:DeletePublishingDestination"))?;
+            }
+            r.change(
+                "destination",
+                format!("delete {} → {}", d.id, d.destination_arn),
+            );
+        }
+        None => r.found("destination", "none"),
+    }
+    Ok(exists)
 }
 
 /// Deletes every object version and delete marker; returns how many.

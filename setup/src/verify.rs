@@ -9,13 +9,16 @@ use serde_json::Value;
 use crate::clients::Clients;
 use crate::error::{SetupError, aws};
 use crate::policy::{self, Names};
-use crate::record::SetupRecord;
-use crate::{alerts, bucket, destination, key, notification, queue};
+use crate::record::{AlertsRecord, RegionRecord, SetupRecord};
+use crate::{alerts, bucket, destination, forwarding, key, notification, organization, queue};
 
 /// One link of the path, and whether it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub link: &'static str,
+    /// The region of a regional link (detector, destination, forwarding, organization);
+    /// `None` for the shared links, which live in the home region.
+    pub region: Option<String>,
     pub ok: bool,
     pub detail: String,
 }
@@ -24,25 +27,50 @@ impl Check {
     fn new(link: &'static str, ok: bool, detail: impl Into<String>) -> Check {
         Check {
             link,
+            region: None,
             ok,
             detail: detail.into(),
         }
     }
+
+    fn in_region(mut self, region: &str) -> Check {
+        self.region = Some(region.to_string());
+        self
+    }
 }
 
-/// Every check, in the order GuardDuty's findings travel. An AWS error on one check fails
-/// that check (a deleted queue is a broken link, not a crash) and the others still run.
+/// Every check, in the order GuardDuty's findings travel: each region's links, then the
+/// shared ones. An AWS error on one check fails that check (a deleted queue is a broken
+/// link, not a crash) and the others still run.
 pub async fn verify(c: &Clients, record: &SetupRecord) -> Vec<Check> {
     let n = record.names();
-    let mut checks = vec![
-        detector(c, record).await,
-        destination(c, record, &n).await,
+    let mut checks = Vec::new();
+    for part in record.region_records() {
+        let gd = c.guardduty_in(&part.region);
+        checks.push(detector(&gd, &part).await.in_region(&part.region));
+        checks.push(destination(&gd, &part, &n).await.in_region(&part.region));
+        if record.organization.is_some() {
+            checks.push(members(c, &part).await.in_region(&part.region));
+        }
+        if let Some(a) = record
+            .alerts
+            .as_ref()
+            .filter(|_| part.region != record.region)
+        {
+            checks.push(
+                forward_rule(c, &n, a, &part.region)
+                    .await
+                    .in_region(&part.region),
+            );
+        }
+    }
+    checks.extend([
         key_policy(c, &n).await,
         key_rotation(c, &n).await,
         bucket_encryption(c, &n).await,
         bucket_policy(c, &n).await,
         notification(c, &n).await,
-    ];
+    ]);
     // Both queue checks read the same attributes.
     let attributes = queue::attributes(&c.sqs, &record.queue_url).await;
     checks.push(queue_policy(&attributes, &n));
@@ -58,10 +86,9 @@ fn failed(link: &'static str, e: impl std::fmt::Display) -> Check {
     Check::new(link, false, e.to_string())
 }
 
-async fn detector(c: &Clients, record: &SetupRecord) -> Check {
+async fn detector(gd: &aws_sdk_guardduty::Client, record: &RegionRecord) -> Check {
     const LINK: &str = "detector";
-    match c
-        .guardduty
+    match gd
         .get_detector()
         .detector_id(&record.detector_id)
         .send()
@@ -83,9 +110,9 @@ async fn detector(c: &Clients, record: &SetupRecord) -> Check {
     }
 }
 
-async fn destination(c: &Clients, record: &SetupRecord, n: &Names) -> Check {
+async fn destination(gd: &aws_sdk_guardduty::Client, record: &RegionRecord, n: &Names) -> Check {
     const LINK: &str = "destination";
-    let d = match destination::find(&c.guardduty, &record.detector_id).await {
+    let d = match destination::find(gd, &record.detector_id).await {
         Ok(Some(d)) => d,
         Ok(None) => return Check::new(LINK, false, "the detector has no publishing destination"),
         Err(e) => return failed(LINK, e),
@@ -282,7 +309,68 @@ async fn dead_letter(c: &Clients, record: &SetupRecord, attributes: &QueueAttrib
     }
 }
 
-async fn alert_rule(c: &Clients, a: &crate::record::AlertsRecord) -> Check {
+async fn members(c: &Clients, part: &RegionRecord) -> Check {
+    const LINK: &str = "organization";
+    let detector = crate::policy::DetectorRef {
+        region: part.region.clone(),
+        id: part.detector_id.clone(),
+    };
+    match organization::members_enabled(c, &detector).await {
+        Ok(Some(state)) if state == "ALL" => Check::new(
+            LINK,
+            true,
+            "GuardDuty auto-enabled for every member account",
+        ),
+        Ok(state) => Check::new(
+            LINK,
+            false,
+            format!(
+                "members' auto-enable is {}, not ALL: new and existing members are not all \
+                 covered",
+                state.as_deref().unwrap_or("unset")
+            ),
+        ),
+        Err(e) => failed(LINK, e),
+    }
+}
+
+async fn forward_rule(c: &Clients, n: &Names, a: &AlertsRecord, region: &str) -> Check {
+    const LINK: &str = "alert forwarding";
+    let events = c.events_in(region);
+    match alerts::rule(&events, &a.rule_name).await {
+        Ok(Some((_, true))) => match forwarding::target(&events, &a.rule_name).await {
+            Ok(Some(t)) if t.arn() == n.home_bus_arn() => Check::new(
+                LINK,
+                true,
+                format!("{} → {}", a.rule_name, n.home_bus_arn()),
+            ),
+            Ok(_) => Check::new(
+                LINK,
+                false,
+                format!(
+                    "rule {} does not forward to {}",
+                    a.rule_name,
+                    n.home_bus_arn()
+                ),
+            ),
+            Err(e) => failed(LINK, e),
+        },
+        Ok(Some((_, false))) => {
+            Check::new(LINK, false, format!("rule {} is disabled", a.rule_name))
+        }
+        Ok(None) => Check::new(
+            LINK,
+            false,
+            format!(
+                "rule {} does not exist: findings here send no alert",
+                a.rule_name
+            ),
+        ),
+        Err(e) => failed(LINK, e),
+    }
+}
+
+async fn alert_rule(c: &Clients, a: &AlertsRecord) -> Check {
     const LINK: &str = "alert rule";
     match alerts::rule(&c.events, &a.rule_name).await {
         Ok(Some((_, true))) => match alerts::target(&c.events, &a.rule_name).await {
@@ -307,7 +395,7 @@ async fn alert_rule(c: &Clients, a: &crate::record::AlertsRecord) -> Check {
     }
 }
 
-async fn alert_topic(c: &Clients, a: &crate::record::AlertsRecord) -> Check {
+async fn alert_topic(c: &Clients, a: &AlertsRecord) -> Check {
     const LINK: &str = "alert topic";
     match alerts::topic_attributes(&c.sns, &a.topic_arn).await {
         Ok(Some(_)) => Check::new(LINK, true, a.topic_arn.clone()),
@@ -316,11 +404,12 @@ async fn alert_topic(c: &Clients, a: &crate::record::AlertsRecord) -> Check {
     }
 }
 
-/// Asks GuardDuty for sample findings (one of each type); they are exported like real ones.
-pub async fn create_sample_findings(c: &Clients, record: &SetupRecord) -> Result<(), SetupError> {
-    c.guardduty
+/// Asks `part`'s detector for sample findings (one of each type); they are exported like
+/// real ones.
+pub async fn create_sample_findings(c: &Clients, part: &RegionRecord) -> Result<(), SetupError> {
+    c.guardduty_in(&part.region)
         .create_sample_findings()
-        .detector_id(&record.detector_id)
+        .detector_id(&part.detector_id)
         .send()
         .await
         .map_err(aws("guardduty:CreateSampleFindings"))?;

@@ -18,6 +18,7 @@ mod readers;
 mod s3_ingest;
 mod s3_warehouse;
 mod setup;
+mod setup_regions;
 mod support;
 mod upgrade;
 mod worker;

@@ -126,6 +126,78 @@ pub struct Aws {
     pub config: aws_config::SdkConfig,
 }
 
+/// Credentials of another account of the emulator: moto answers an AssumeRole into any
+/// account's role with keys that act as that account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub access_key: String,
+    pub secret_key: String,
+    pub session_token: String,
+}
+
+impl Account {
+    /// Points a gdq process at this account.
+    pub fn env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("AWS_SESSION_TOKEN", &self.session_token)
+    }
+}
+
+pub fn assume(account: &str) -> Account {
+    let aws = aws();
+    let sts = aws_sdk_sts::Client::new(&aws.config);
+    let got = aws
+        .rt
+        .block_on(
+            sts.assume_role()
+                .role_arn(format!(
+                    "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+                ))
+                .role_session_name("gdq-test")
+                .send(),
+        )
+        .expect("moto assumes the role");
+    let c = got.credentials().expect("credentials");
+    Account {
+        access_key: c.access_key_id().to_string(),
+        secret_key: c.secret_access_key().to_string(),
+        session_token: c.session_token().to_string(),
+    }
+}
+
+/// Clients of the test in `region`, acting as `account`.
+pub fn aws_as(region: &str, account: &Account) -> Aws {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = rt.block_on(
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&moto().endpoint)
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                account.access_key.clone(),
+                account.secret_key.clone(),
+                Some(account.session_token.clone()),
+                None,
+                "test",
+            ))
+            .load(),
+    );
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    Aws {
+        s3,
+        sqs: aws_sdk_sqs::Client::new(&config),
+        rt,
+        config,
+    }
+}
+
 pub fn aws() -> Aws {
     aws_in("us-east-1")
 }

@@ -263,3 +263,86 @@ fn after_a_worker_outage_ingest_picks_up_exactly_the_missing_objects() {
     assert_eq!(sql_count(wh.path(), "select count(*) from findings"), 10);
     assert_eq!(sources(wh.path()).len(), 5);
 }
+
+/// The ListObjectsV2 calls of `gdq ingest --dry-run ARGS` through a counting proxy.
+fn list_calls(proxy: &crate::proxy::Proxy, wh: &Path, args: &[&str]) -> usize {
+    proxy.take_seen();
+    let out = run(gdq_aws(wh)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .args(["ingest", "--dry-run"])
+        .args(args));
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    proxy
+        .take_seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("list-type=2"))
+        .count()
+}
+
+/// An organization's bucket: 20 accounts × 17 regions × 3 days. The walk names the accounts,
+/// regions and days asked for instead of listing them, so the calls follow the question.
+/// The numbers are the README's (docs/commands.md, "Listing").
+#[test]
+fn listing_an_organization_bucket_costs_calls_in_proportion_to_the_filter() {
+    const DAYS: [&str; 3] = ["2026/11/28", "2026/11/29", "2026/11/30"];
+    let aws = aws();
+    let bucket = crate::moto::bucket(&aws, "s3-org-shape");
+    let accounts: Vec<String> = (0..20).map(|i| format!("3000000000{i:02}")).collect();
+    let regions = [
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "ca-central-1",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-north-1",
+        "ap-south-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "sa-east-1",
+    ];
+    let keys: Vec<String> = accounts
+        .iter()
+        .flat_map(|a| regions.iter().map(move |r| (a, r)))
+        .flat_map(|(a, r)| DAYS.iter().map(move |d| export_key("", a, r, d, 0)))
+        .collect();
+    // Four uploaders at once: moto answers one request per thread.
+    std::thread::scope(|scope| {
+        for chunk in keys.chunks(keys.len().div_ceil(4)) {
+            let bucket = &bucket;
+            scope.spawn(move || {
+                let aws = crate::moto::aws();
+                for key in chunk {
+                    put(&aws, bucket, key, vec![0], Sse::None);
+                }
+            });
+        }
+    });
+    let proxy = crate::proxy::Proxy::start(&crate::moto::moto().endpoint);
+    let wh = tempdir();
+    let url = format!("s3://{bucket}");
+    // Everything: the account folder, each account's region folder, then per account and
+    // region its region, year and month folders and its three days (1 + 20 + 340 × 6).
+    let everything = list_calls(&proxy, wh.path(), &[&url]);
+    assert_eq!(everything, 1 + 20 + 340 * 6);
+    // One account: its regions, then each region's folders.
+    let one_account = list_calls(&proxy, wh.path(), &["--account", &accounts[3], &url]);
+    assert_eq!(one_account, 1 + 17 * 6);
+    // One account and region: that folder only.
+    let one = list_calls(
+        &proxy,
+        wh.path(),
+        &["--account", &accounts[3], "--region", "eu-west-1", &url],
+    );
+    assert_eq!(one, 6);
+    eprintln!(
+        "list calls over 20 accounts x 17 regions x 3 days: all {everything}, one account \
+         {one_account}, one account and region {one}"
+    );
+}

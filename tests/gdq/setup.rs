@@ -12,19 +12,19 @@ use crate::moto::{Aws, aws_env, aws_in, unique};
 use crate::support::{run, sql_count, stderr, stdout};
 
 /// Clients of one region of the emulator.
-struct Region {
-    name: &'static str,
-    rt: tokio::runtime::Runtime,
-    s3: aws_sdk_s3::Client,
+pub(crate) struct Region {
+    pub(crate) name: &'static str,
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
     kms: aws_sdk_kms::Client,
-    gd: aws_sdk_guardduty::Client,
+    pub(crate) gd: aws_sdk_guardduty::Client,
     sns: aws_sdk_sns::Client,
-    events: aws_sdk_eventbridge::Client,
+    pub(crate) events: aws_sdk_eventbridge::Client,
     dir: tempfile::TempDir,
 }
 
-fn region(name: &'static str) -> Region {
+pub(crate) fn region(name: &'static str) -> Region {
     let Aws {
         s3,
         sqs,
@@ -45,16 +45,16 @@ fn region(name: &'static str) -> Region {
 }
 
 impl Region {
-    fn record_path(&self) -> PathBuf {
+    pub(crate) fn record_path(&self) -> PathBuf {
         self.dir.path().join("setup.json")
     }
 
-    fn warehouse(&self) -> PathBuf {
+    pub(crate) fn warehouse(&self) -> PathBuf {
         self.dir.path().join("wh")
     }
 
     /// `gdq` in this region, with this test's setup record and warehouse.
-    fn gdq(&self) -> Command {
+    pub(crate) fn gdq(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gdq"));
         aws_env(&mut cmd)
             .env("AWS_REGION", self.name)
@@ -63,16 +63,19 @@ impl Region {
         cmd
     }
 
-    fn setup(&self, args: &[&str]) -> Output {
+    pub(crate) fn setup(&self, args: &[&str]) -> Output {
         run(self.gdq().arg("setup").args(args))
     }
 
-    fn record(&self) -> Value {
+    pub(crate) fn record(&self) -> Value {
         let text = std::fs::read_to_string(self.record_path()).expect("setup wrote its record");
         serde_json::from_str(&text).unwrap()
     }
 
-    fn detector(&self, id: &str) -> aws_sdk_guardduty::operation::get_detector::GetDetectorOutput {
+    pub(crate) fn detector(
+        &self,
+        id: &str,
+    ) -> aws_sdk_guardduty::operation::get_detector::GetDetectorOutput {
         self.rt
             .block_on(self.gd.get_detector().detector_id(id).send())
             .expect("the detector exists")
@@ -90,7 +93,7 @@ impl Region {
             .unwrap_or_default()
     }
 
-    fn detectors(&self) -> Vec<String> {
+    pub(crate) fn detectors(&self) -> Vec<String> {
         self.rt
             .block_on(self.gd.list_detectors().send())
             .unwrap()
@@ -98,7 +101,7 @@ impl Region {
             .to_vec()
     }
 
-    fn bucket_policy(&self, bucket: &str) -> Value {
+    pub(crate) fn bucket_policy(&self, bucket: &str) -> Value {
         let got = self
             .rt
             .block_on(self.s3.get_bucket_policy().bucket(bucket).send())
@@ -106,7 +109,7 @@ impl Region {
         serde_json::from_str(got.policy().unwrap()).unwrap()
     }
 
-    fn key_policy(&self, key: &str) -> Value {
+    pub(crate) fn key_policy(&self, key: &str) -> Value {
         let got = self
             .rt
             .block_on(
@@ -139,7 +142,7 @@ impl Region {
             .collect()
     }
 
-    fn queue_exists(&self, name: &str) -> bool {
+    pub(crate) fn queue_exists(&self, name: &str) -> bool {
         self.rt
             .block_on(self.sqs.get_queue_url().queue_name(name).send())
             .is_ok()
@@ -191,7 +194,7 @@ fn golden(name: &str, record: &Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn changed_lines(out: &str) -> Vec<&str> {
+pub(crate) fn changed_lines(out: &str) -> Vec<&str> {
     out.lines()
         .filter(|l| l.get(14..22).is_some_and(|verb| verb.trim() == "changed"))
         .collect()
@@ -622,9 +625,16 @@ fn broken_link_is_named(r: &Region, link: &str, break_it: impl FnOnce(&Region, &
     let out = run(r.gdq().args(["setup", "verify"]));
     assert_eq!(out.status.code(), Some(1), "{link}: {}", stdout(&out));
     let text = stdout(&out);
-    let broken: Vec<&str> = text.lines().filter(|l| l.contains("BROKEN")).collect();
-    assert_eq!(broken.len(), 1, "only {link} is broken: {text}");
-    assert!(broken[0].starts_with(link), "{link}: {text}");
+    // One cell of the region × link table, and one line saying what is wrong.
+    let cells: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("BROKEN") && !l.starts_with("BROKEN "))
+        .collect();
+    assert_eq!(cells.len(), 1, "only {link} is broken: {text}");
+    assert!(cells[0].starts_with(link), "{link}: {text}");
+    let details: Vec<&str> = text.lines().filter(|l| l.starts_with("BROKEN ")).collect();
+    assert_eq!(details.len(), 1, "{text}");
+    assert!(details[0].contains(&format!(" {link}: ")), "{text}");
     assert!(stderr(&out).contains(link), "{}", stderr(&out));
     let bucket = rec["bucket"].as_str().unwrap().to_string();
     let repaired = r.setup(&["--bucket", &bucket, "--notify-email", "a@example.com"]);
@@ -894,6 +904,38 @@ fn bad_setup_input_gets_one_clear_line() {
         (
             vec!["--bucket", "ok-bucket", "--notify-email", "nobody"],
             "not an e-mail address",
+        ),
+        (
+            vec!["--bucket", "ok-bucket", "--regions", "eu-wst-1"],
+            "\"eu-wst-1\" is not a region of partition aws",
+        ),
+        (
+            vec!["--bucket", "ok-bucket", "--regions", "me-south-1"],
+            "me-south-1 is an opt-in region not enabled for this account",
+        ),
+        (
+            vec![
+                "--bucket",
+                "ok-bucket",
+                "--organization",
+                "--admin-account",
+                "123456789012",
+            ],
+            "is not in an AWS Organization",
+        ),
+        (
+            vec![
+                "--bucket",
+                "ok-bucket",
+                "--organization",
+                "--admin-account",
+                "12345",
+            ],
+            "not an AWS account id",
+        ),
+        (
+            vec!["--bucket", "ok-bucket", "--organization"],
+            "--admin-account",
         ),
     ] {
         let out = r.setup(&args);
