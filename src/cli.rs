@@ -128,6 +128,9 @@ enum Command {
         after_help = "Example:\n  gdq shell --warehouse /data/gdq\n  gdq> \\d findings\n  gdq> select type, count(*)\n    -> from findings group by type;"
     )]
     Shell,
+    /// The analysts' questions as named reports: list them, run one, or print its SQL.
+    #[command(after_help = crate::report::REPORT_HELP)]
+    Report(crate::report::ReportArgs),
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -375,6 +378,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Setup(command)) => crate::setup::run(&warehouse, config, command),
         Some(Command::Teardown(args)) => crate::setup::teardown(config, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format.into()),
+        Some(Command::Report(args)) => {
+            crate::report::run(&warehouse, args, cli.output.format.into())
+        }
         Some(Command::Schema(SchemaArgs {
             action: Some(SchemaAction::Drift),
             ..
@@ -451,7 +457,7 @@ fn read_sql(args: &QueryArgs) -> Result<String, Failure> {
 
 pub fn query_failure(e: QueryError) -> Failure {
     match e {
-        QueryError::Plan(_) => Failure::new(Status::Usage, e),
+        QueryError::Plan(_) | QueryError::Usage(_) => Failure::new(Status::Usage, e),
         QueryError::Table(e) => table_failure(e),
         _ => Failure::new(Status::Failed, e),
     }

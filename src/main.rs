@@ -9,6 +9,7 @@ mod exit;
 mod ingest;
 mod output;
 mod progress;
+mod report;
 mod setup;
 mod shell;
 mod worker;

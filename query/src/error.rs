@@ -15,6 +15,9 @@ pub enum QueryError {
     /// The warehouse's table could not be read (or is in a state gdq does not read).
     #[error(transparent)]
     Table(gdq_table::TableError),
+    /// A report or command asked for something it cannot do as given.
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// DataFusion messages carry context on several lines; a CLI error is one line.

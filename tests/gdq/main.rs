@@ -15,6 +15,7 @@ mod notebook;
 mod proxy;
 mod query;
 mod readers;
+mod reports;
 mod s3_ingest;
 mod s3_warehouse;
 mod setup;
