@@ -93,7 +93,7 @@ enum Command {
         after_help = INGEST_HELP
     )]
     Ingest(IngestArgs),
-    /// Run SQL over the warehouse (tables: findings, findings_latest).
+    /// Run SQL over the warehouse (tables: findings, findings_latest, findings_ocsf).
     #[command(
         after_help = "Example:\n  gdq query \"select severity_label, count(*) from findings_latest group by 1\""
     )]

@@ -27,7 +27,11 @@ fn one_line(e: &DataFusionError) -> String {
 }
 
 /// Tables a user may have meant.
-const TABLES: [&str; 2] = [crate::names::TABLE, crate::names::LATEST_VIEW];
+const TABLES: [&str; 3] = [
+    crate::names::TABLE,
+    crate::names::LATEST_VIEW,
+    crate::names::OCSF_VIEW,
+];
 
 /// Edit distance (insertions, deletions, substitutions).
 fn distance(a: &str, b: &str) -> usize {
@@ -79,7 +83,7 @@ mod tests {
     fn unknown_tables_and_columns_point_at_the_right_name() {
         assert_eq!(
             with_hints("Error during planning: table 'datafusion.public.finding' not found"),
-            "Error during planning: table 'datafusion.public.finding' not found. Did you mean 'findings'? (tables: findings, findings_latest)"
+            "Error during planning: table 'datafusion.public.finding' not found. Did you mean 'findings'? (tables: findings, findings_latest, findings_ocsf)"
         );
         assert!(with_hints("table 'x.y.findings_lates' not found").contains("'findings_latest'"));
         assert!(!with_hints("table 'a.b.zzz' not found").contains("Did you mean"));

@@ -12,6 +12,7 @@ pub mod format;
 mod id_lookup;
 pub mod latest;
 mod names;
+pub mod ocsf;
 pub mod reports;
 mod result;
 mod session;

@@ -4,3 +4,5 @@
 pub const TABLE: &str = "findings";
 /// One row per finding id: its newest version (latest `updated_at`, then highest `count`).
 pub const LATEST_VIEW: &str = "findings_latest";
+/// One OCSF Detection Finding per finding id (`crate::ocsf`).
+pub const OCSF_VIEW: &str = "findings_ocsf";

@@ -94,6 +94,10 @@ pub async fn open_session(
     let findings = ctx.table_provider(TABLE).await.map_err(QueryError::Plan)?;
     ctx.register_table(LATEST_VIEW, Arc::new(LatestTable { findings }))
         .map_err(QueryError::Plan)?;
+    ctx.register_udf(crate::ocsf::ocsf_udf());
+    ctx.sql(&crate::ocsf::view_sql())
+        .await
+        .map_err(QueryError::Plan)?;
     Ok((ctx, warning))
 }
 

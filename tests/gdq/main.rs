@@ -12,6 +12,7 @@ mod ingest;
 mod moto;
 mod normalize;
 mod notebook;
+mod ocsf;
 mod proxy;
 mod query;
 mod readers;
