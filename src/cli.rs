@@ -131,6 +131,10 @@ enum Command {
     /// The analysts' questions as named reports: list them, run one, or print its SQL.
     #[command(after_help = crate::report::REPORT_HELP)]
     Report(crate::report::ReportArgs),
+    /// Write the dashboard as one self-contained HTML file.
+    Dashboard(crate::serve::DashboardArgs),
+    /// Serve the dashboard live over the warehouse, with filters and a SQL box (loopback).
+    Serve(crate::serve::ServeArgs),
     /// Print the table schema.
     #[command(after_help = "Example:\n  gdq schema --markdown")]
     Schema(SchemaArgs),
@@ -378,6 +382,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Setup(command)) => crate::setup::run(&warehouse, config, command),
         Some(Command::Teardown(args)) => crate::setup::teardown(config, args),
         Some(Command::Query(args)) => query(&warehouse, args, cli.output.format.into()),
+        Some(Command::Dashboard(args)) => crate::serve::dashboard(&warehouse, args),
+        Some(Command::Serve(args)) => crate::serve::serve(&warehouse, args),
         Some(Command::Report(args)) => {
             crate::report::run(&warehouse, args, cli.output.format.into())
         }

@@ -5,11 +5,13 @@
 
 mod choices;
 mod cli;
+mod dashboard;
 mod exit;
 mod ingest;
 mod output;
 mod progress;
 mod report;
+mod serve;
 mod setup;
 mod shell;
 mod worker;

@@ -66,7 +66,7 @@ const DAY_MS: i64 = 86_400_000;
 
 /// `--since`/`--until`: a date (its first instant; with `end`, the next day's), an RFC 3339
 /// timestamp, or a time ago.
-fn instant(flag: &str, text: &str, now_ms: i64, end: bool) -> Result<i64, Failure> {
+pub fn instant(flag: &str, text: &str, now_ms: i64, end: bool) -> Result<i64, Failure> {
     if let Some(ms) = gdq_schemas::parse_timestamp_ms(&format!("{text}T00:00:00Z")) {
         return Ok(if end { ms + DAY_MS } else { ms });
     }
@@ -109,6 +109,7 @@ fn options(args: &ReportArgs) -> Result<ReportOptions, Failure> {
             .transpose()?,
         accounts: args.accounts.clone(),
         regions: args.regions.clone(),
+        min_severity: None,
         resource: args.resource.clone(),
         threshold: args.threshold,
         age_days: [args.high_days, args.medium_days, args.low_days],

@@ -6,6 +6,7 @@
 //! result as its batches arrive ([`format`]), [`run_sql`] collects them. Tables read one snapshot of the warehouse's
 //! Delta table (`gdq-table`); nothing here writes to the warehouse.
 
+pub mod dashboard;
 pub mod drift;
 mod error;
 pub mod format;
@@ -21,6 +22,7 @@ mod table;
 #[cfg(test)]
 mod test_support;
 
+pub use dashboard::select_rows;
 pub use datafusion::execution::context::SessionContext;
 pub use error::QueryError;
 pub use format::OutputFormat;

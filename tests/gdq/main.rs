@@ -5,6 +5,7 @@
 mod cli;
 mod compact;
 mod crash;
+mod dashboard;
 mod ddl;
 mod delta;
 mod faults;

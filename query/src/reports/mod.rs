@@ -177,6 +177,8 @@ pub struct ReportOptions {
     pub until_ms: Option<i64>,
     pub accounts: Vec<String>,
     pub regions: Vec<String>,
+    /// Only findings (versions) of at least this severity.
+    pub min_severity: Option<f64>,
     pub resource: Option<String>,
     pub threshold: i64,
     /// Age limits of open findings in days: High (and Critical), Medium, Low.
@@ -242,6 +244,9 @@ impl ReportOptions {
         }
         if !self.regions.is_empty() {
             parts.push(col("region").in_list(self.regions.iter().map(lit).collect(), false));
+        }
+        if let Some(min) = self.min_severity {
+            parts.push(col("severity").gt_eq(lit(min)));
         }
         if report.time == Time::Filter {
             if let Some(since) = self.since_ms {
@@ -361,6 +366,7 @@ mod tests {
             until_ms: None,
             accounts: vec![],
             regions: vec![],
+            min_severity: None,
             resource: None,
             threshold: 50,
             age_days: [1, 7, 30],
