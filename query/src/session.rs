@@ -26,7 +26,7 @@ pub use crate::names::{LATEST_VIEW, TABLE};
 /// gdq's DataFusion settings. Any setting can be changed from the environment the way
 /// datafusion-cli does it (`datafusion.execution.batch_size` ← `DATAFUSION_EXECUTION_BATCH_SIZE`),
 /// gdq's own choices included.
-fn session_config() -> Result<SessionConfig, QueryError> {
+pub(crate) fn session_config() -> Result<SessionConfig, QueryError> {
     let mut options = ConfigOptions::default();
     options.catalog.information_schema = true;
     options.execution.parquet.pruning = true;

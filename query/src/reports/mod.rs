@@ -238,6 +238,20 @@ impl ReportOptions {
     /// The rows a report may read: the accounts and regions asked for, and the time range
     /// unless the report applies it itself.
     fn predicate(&self, report: &Report) -> Option<Expr> {
+        let mut parts: Vec<Expr> = self.row_filter().into_iter().collect();
+        if report.time == Time::Filter {
+            if let Some(since) = self.since_ms {
+                parts.push(col("updated_at").gt_eq(lit(timestamp(since))));
+            }
+            if let Some(until) = self.until_ms {
+                parts.push(col("updated_at").lt(lit(timestamp(until))));
+            }
+        }
+        parts.into_iter().reduce(Expr::and)
+    }
+
+    /// The filters on who and how severe (not on time), which every report applies.
+    pub fn row_filter(&self) -> Option<Expr> {
         let mut parts = Vec::new();
         if !self.accounts.is_empty() {
             parts.push(col("account_id").in_list(self.accounts.iter().map(lit).collect(), false));
@@ -247,14 +261,6 @@ impl ReportOptions {
         }
         if let Some(min) = self.min_severity {
             parts.push(col("severity").gt_eq(lit(min)));
-        }
-        if report.time == Time::Filter {
-            if let Some(since) = self.since_ms {
-                parts.push(col("updated_at").gt_eq(lit(timestamp(since))));
-            }
-            if let Some(until) = self.until_ms {
-                parts.push(col("updated_at").lt(lit(timestamp(until))));
-            }
         }
         parts.into_iter().reduce(Expr::and)
     }
