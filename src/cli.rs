@@ -497,15 +497,19 @@ fn drift(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
 
 fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
     let sql = read_sql(&args)?;
-    let runtime = runtime()?;
-    runtime.block_on(async {
+    print_query(warehouse, &sql, format)
+}
+
+/// Runs `sql` over the warehouse's newest snapshot and streams the results to stdout.
+fn print_query(warehouse: &str, sql: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
+    runtime()?.block_on(async {
         let warehouse = Warehouse::open(warehouse).await.map_err(table_failure)?;
         let (ctx, warning) = open_session(&warehouse).await.map_err(query_failure)?;
         if let Some(warning) = warning {
             eprintln!("gdq: {warning}");
         }
         let mut out = Stdout::lock();
-        let printed = print_sql(&ctx, &sql, &mut out, format)
+        let printed = print_sql(&ctx, sql, &mut out, format)
             .await
             .map(|_| Status::Ok.into())
             .map_err(query_failure);
@@ -533,20 +537,7 @@ pub const STATUS_BY_ACCOUNT_SQL: &str = "select account_id, region, \
      from findings group by account_id, region order by findings desc, account_id, region";
 
 fn status_by_account(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
-    let runtime = runtime()?;
-    runtime.block_on(async {
-        let warehouse = Warehouse::open(warehouse).await.map_err(table_failure)?;
-        let (ctx, warning) = open_session(&warehouse).await.map_err(query_failure)?;
-        if let Some(warning) = warning {
-            eprintln!("gdq: {warning}");
-        }
-        let mut out = Stdout::lock();
-        let printed = print_sql(&ctx, STATUS_BY_ACCOUNT_SQL, &mut out, format)
-            .await
-            .map(|_| Status::Ok.into())
-            .map_err(query_failure);
-        out.finish(printed)
-    })
+    print_query(warehouse, STATUS_BY_ACCOUNT_SQL, format)
 }
 
 fn status(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {

@@ -29,18 +29,8 @@ pub struct ReportArgs {
     /// The report to run (without it: the list).
     #[arg(value_name = "NAME")]
     pub name: Option<String>,
-    /// From this date, timestamp or time ago (UTC).
-    #[arg(long, value_name = "WHEN")]
-    pub since: Option<String>,
-    /// Up to this date (included), timestamp or time ago (UTC).
-    #[arg(long, value_name = "WHEN")]
-    pub until: Option<String>,
-    /// Only this account's findings; repeatable.
-    #[arg(long = "account", value_name = "ID")]
-    pub accounts: Vec<String>,
-    /// Only this region's findings; repeatable.
-    #[arg(long = "region", value_name = "R")]
-    pub regions: Vec<String>,
+    #[command(flatten)]
+    pub filters: crate::serve::Filters,
     /// resource-timeline: the instance id, access key id, user, bucket or cluster name.
     #[arg(long, value_name = "ID")]
     pub resource: Option<String>,
@@ -83,7 +73,6 @@ pub fn instant(flag: &str, text: &str, now_ms: i64, end: bool) -> Result<i64, Fa
 }
 
 fn options(args: &ReportArgs) -> Result<ReportOptions, Failure> {
-    let now_ms = gdq_table::layout::now_ms();
     for (flag, days) in [
         ("--high-days", args.high_days),
         ("--medium-days", args.medium_days),
@@ -97,23 +86,10 @@ fn options(args: &ReportArgs) -> Result<ReportOptions, Failure> {
         }
     }
     Ok(ReportOptions {
-        since_ms: args
-            .since
-            .as_deref()
-            .map(|t| instant("--since", t, now_ms, false))
-            .transpose()?,
-        until_ms: args
-            .until
-            .as_deref()
-            .map(|t| instant("--until", t, now_ms, true))
-            .transpose()?,
-        accounts: args.accounts.clone(),
-        regions: args.regions.clone(),
-        min_severity: None,
         resource: args.resource.clone(),
         threshold: args.threshold,
         age_days: [args.high_days, args.medium_days, args.low_days],
-        now_ms,
+        ..crate::serve::options(&args.filters)?
     })
 }
 

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::cli::{query_failure, runtime, table_failure};
 use crate::exit::{Failure, Status};
 
+/// The filters of reports, the dashboard and `serve`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct Filters {
     /// From this date, timestamp or time ago (UTC), on updated_at.
@@ -57,7 +58,8 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 }
 
-fn options(f: &Filters) -> Result<ReportOptions, Failure> {
+/// The report options of `f`, with the reports' default parameters.
+pub fn options(f: &Filters) -> Result<ReportOptions, Failure> {
     let now_ms = gdq_table::layout::now_ms();
     if let Some(s) = f.min_severity
         && !(0.0..=10.0).contains(&s)

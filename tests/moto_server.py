@@ -199,19 +199,28 @@ def _is_delegated_administrator(response):
     return account in backend.admin_account_ids
 
 
-def update_organization_configuration(self):
-    detector_id, _ = _ids(self)
+def _admin_detector(response):
+    """The caller's detector, or the error GuardDuty answers when the caller is not the
+    delegated administrator (or has no such detector)."""
+    detector_id, _ = _ids(response)
     try:
-        detector = _detector(self, detector_id)
+        detector = _detector(response, detector_id)
     except DetectorNotFoundException:
-        return _error(400, "BadRequestException", f"detector {detector_id} not found")
-    if not _is_delegated_administrator(self):
-        return _error(
+        return None, _error(400, "BadRequestException", f"detector {detector_id} not found")
+    if not _is_delegated_administrator(response):
+        return None, _error(
             400,
             "BadRequestException",
             "The request is rejected because the current account is not the GuardDuty "
             "delegated administrator of an organization.",
         )
+    return detector, None
+
+
+def update_organization_configuration(self):
+    detector, error = _admin_detector(self)
+    if error:
+        return error
     members = self._get_param("autoEnableOrganizationMembers") or (
         "NEW" if self._get_param("autoEnable") else "NONE"
     )
@@ -224,18 +233,9 @@ def update_organization_configuration(self):
 
 
 def describe_organization_configuration(self):
-    detector_id, _ = _ids(self)
-    try:
-        detector = _detector(self, detector_id)
-    except DetectorNotFoundException:
-        return _error(400, "BadRequestException", f"detector {detector_id} not found")
-    if not _is_delegated_administrator(self):
-        return _error(
-            400,
-            "BadRequestException",
-            "The request is rejected because the current account is not the GuardDuty "
-            "delegated administrator of an organization.",
-        )
+    detector, error = _admin_detector(self)
+    if error:
+        return error
     config = getattr(detector, "gdq_org_config", {"members": "NONE", "features": {}})
     return json.dumps(
         {

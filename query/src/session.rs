@@ -146,18 +146,27 @@ pub async fn print_sql(
     let mut counts = Vec::new();
     for statement in statements(sql)? {
         let frame = plan(ctx, statement).await?;
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let mut stream = frame
-            .execute_stream()
-            .await
-            .map_err(QueryError::Execution)?;
-        let mut writer = ResultWriter::new(out, schema, format);
-        while let Some(batch) = stream.next().await {
-            writer.write(&batch.map_err(QueryError::Execution)?)?;
-        }
-        counts.push(writer.finish()?);
+        counts.push(print_frame(frame, &mut *out, format).await?);
     }
     Ok(counts)
+}
+
+/// Writes `frame`'s rows to `out` as its batches arrive; returns the row count.
+pub async fn print_frame(
+    frame: DataFrame,
+    out: &mut dyn Write,
+    format: OutputFormat,
+) -> Result<u64, QueryError> {
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let mut stream = frame
+        .execute_stream()
+        .await
+        .map_err(QueryError::Execution)?;
+    let mut writer = ResultWriter::new(out, schema, format);
+    while let Some(batch) = stream.next().await {
+        writer.write(&batch.map_err(QueryError::Execution)?)?;
+    }
+    writer.finish()
 }
 
 /// The first column of the first row of `sql`'s (last) result as an integer (a

@@ -68,17 +68,22 @@ pub async fn target(
     c: &aws_sdk_eventbridge::Client,
     rule: &str,
 ) -> Result<Option<Target>, SetupError> {
+    target_with_id(c, rule, TARGET_ID).await
+}
+
+/// The rule's target with id `id`, if present.
+pub async fn target_with_id(
+    c: &aws_sdk_eventbridge::Client,
+    rule: &str,
+    id: &str,
+) -> Result<Option<Target>, SetupError> {
     let listed = c
         .list_targets_by_rule()
         .rule(rule)
         .send()
         .await
         .map_err(aws("events:ListTargetsByRule"))?;
-    Ok(listed
-        .targets()
-        .iter()
-        .find(|t| t.id() == TARGET_ID)
-        .cloned())
+    Ok(listed.targets().iter().find(|t| t.id() == id).cloned())
 }
 
 pub fn wanted_target(topic_arn: &str) -> Result<Target, SetupError> {

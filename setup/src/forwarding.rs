@@ -162,17 +162,7 @@ pub async fn target(
     c: &aws_sdk_eventbridge::Client,
     name: &str,
 ) -> Result<Option<Target>, SetupError> {
-    let listed = c
-        .list_targets_by_rule()
-        .rule(name)
-        .send()
-        .await
-        .map_err(aws("events:ListTargetsByRule"))?;
-    Ok(listed
-        .targets()
-        .iter()
-        .find(|t| t.id() == TARGET_ID)
-        .cloned())
+    crate::alerts::target_with_id(c, name, TARGET_ID).await
 }
 
 /// One non-home region's rule and target; `c` is EventBridge in that region.

@@ -168,6 +168,20 @@ pub fn assume(account: &str) -> Account {
 
 /// Clients of the test in `region`, acting as `account`.
 pub fn aws_as(region: &str, account: &Account) -> Aws {
+    clients(
+        region,
+        aws_sdk_s3::config::Credentials::new(
+            account.access_key.clone(),
+            account.secret_key.clone(),
+            Some(account.session_token.clone()),
+            None,
+            "test",
+        ),
+    )
+}
+
+/// Clients of the emulator in `region` with `credentials`.
+fn clients(region: &str, credentials: aws_sdk_s3::config::Credentials) -> Aws {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -176,13 +190,7 @@ pub fn aws_as(region: &str, account: &Account) -> Aws {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(&moto().endpoint)
             .region(aws_config::Region::new(region.to_string()))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                account.access_key.clone(),
-                account.secret_key.clone(),
-                Some(account.session_token.clone()),
-                None,
-                "test",
-            ))
+            .credentials_provider(credentials)
             .load(),
     );
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -204,28 +212,8 @@ pub fn aws() -> Aws {
 
 /// Clients of the test itself in `region`.
 pub fn aws_in(region: &'static str) -> Aws {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = rt.block_on(
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&moto().endpoint)
-            .region(aws_config::Region::new(region))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .load(),
-    );
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    Aws {
-        s3,
-        sqs: aws_sdk_sqs::Client::new(&config),
-        rt,
-        config,
-    }
+    clients(
+        region,
+        aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"),
+    )
 }

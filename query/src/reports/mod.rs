@@ -11,16 +11,13 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, col, lit};
-use futures::StreamExt;
 
 use crate::SessionContext;
 use crate::error::QueryError;
-use crate::format::{OutputFormat, ResultWriter};
+use crate::format::OutputFormat;
 use crate::names::{LATEST_VIEW, TABLE};
 
 /// A parameter a report's SQL takes.
@@ -305,16 +302,7 @@ pub async fn print_report(
     format: OutputFormat,
 ) -> Result<u64, QueryError> {
     let frame = report_frame(ctx, report, o).await?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let mut stream = frame
-        .execute_stream()
-        .await
-        .map_err(QueryError::Execution)?;
-    let mut writer = ResultWriter::new(out, schema, format);
-    while let Some(batch) = stream.next().await {
-        writer.write(&batch.map_err(QueryError::Execution)?)?;
-    }
-    writer.finish()
+    crate::session::print_frame(frame, out, format).await
 }
 
 /// The report's plan over the scoped session, its parameters bound.
