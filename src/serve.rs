@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
+use gdq_query::dashboard::LiveDashboard;
 use gdq_query::reports::ReportOptions;
 use gdq_table::Warehouse;
 use serde_json::{Value, json};
@@ -132,14 +134,25 @@ pub fn serve(warehouse: &str, args: ServeArgs) -> Result<ExitCode, Failure> {
             "gdq: serving the dashboard and a read-only SQL endpoint over {} at http://{local}/ ({exposure})",
             handle.name()
         );
+        let live = Arc::new(LiveDashboard::default());
+        {
+            // Read the table while the first visitor is on the way; an error here is
+            // answered to that visitor, who retries the read.
+            let (live, warehouse) = (live.clone(), handle.clone());
+            tokio::spawn(async move {
+                if let Err(e) = live.warm(&warehouse).await {
+                    eprintln!("gdq: reading {}: {e}", warehouse.name());
+                }
+            });
+        }
         loop {
             let (stream, _) = listener
                 .accept()
                 .await
                 .map_err(|e| Failure::new(Status::Failed, format!("accept: {e}")))?;
-            let warehouse = handle.clone();
+            let (live, warehouse) = (live.clone(), handle.clone());
             tokio::spawn(async move {
-                let _ = answer(stream, &warehouse).await;
+                let _ = answer(stream, &live, &warehouse).await;
             });
         }
     })
@@ -176,12 +189,12 @@ fn filters_of(query: &str) -> Filters {
     f
 }
 
-async fn data(warehouse: &Warehouse, query: &str) -> Value {
+async fn data(live: &LiveDashboard, warehouse: &Warehouse, query: &str) -> Value {
     let options = match options(&filters_of(query)) {
         Ok(o) => o,
         Err(e) => return json!({ "error": e.message }),
     };
-    match gdq_query::dashboard::dashboard_data(warehouse, &options).await {
+    match live.data(warehouse, &options).await {
         Ok(d) => d,
         Err(e) => json!({ "error": e.to_string() }),
     }
@@ -201,7 +214,11 @@ async fn sql(warehouse: &Warehouse, query: &str) -> Value {
     }
 }
 
-async fn answer(mut stream: TcpStream, warehouse: &Warehouse) -> std::io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    live: &LiveDashboard,
+    warehouse: &Warehouse,
+) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
@@ -214,7 +231,7 @@ async fn answer(mut stream: TcpStream, warehouse: &Warehouse) -> std::io::Result
     let head = String::from_utf8_lossy(&head);
     let (status, kind, body) = match target(&head) {
         Some(("/", query)) => {
-            let d = data(warehouse, query).await;
+            let d = data(live, warehouse, query).await;
             (
                 "200 OK",
                 "text/html; charset=utf-8",
@@ -224,7 +241,7 @@ async fn answer(mut stream: TcpStream, warehouse: &Warehouse) -> std::io::Result
         Some(("/api/dashboard", query)) => (
             "200 OK",
             "application/json",
-            data(warehouse, query).await.to_string(),
+            data(live, warehouse, query).await.to_string(),
         ),
         Some(("/api/sql", query)) => (
             "200 OK",

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::json::ArrayWriter;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SessionContext;
+use datafusion::logical_expr::{Expr, col, lit};
 use futures::future::try_join_all;
 use gdq_table::Warehouse;
 use serde_json::{Value, json};
@@ -64,6 +66,9 @@ fn panels() -> Result<Vec<&'static Report>, QueryError> {
     Ok(out)
 }
 
+/// Rows the page shows of a table panel; the panel gives the total beside them.
+const TABLE_ROWS_SHOWN: usize = 500;
+
 async fn run_panel(
     tables: &Tables,
     report: &Report,
@@ -71,7 +76,14 @@ async fn run_panel(
 ) -> Result<(String, Value), QueryError> {
     // Each report scopes its own session's tables; the rows they read are in memory.
     let ctx = tables.session()?;
-    let frame = report_frame(&ctx, report, o).await?;
+    let mut frame = report_frame(&ctx, report, o).await?;
+    let table_panel = report.name == "open-past-age";
+    if table_panel {
+        // The dashboard's table is the High and Critical ones.
+        frame = frame
+            .filter(col("severity").gt_eq(lit(7.0)))
+            .map_err(QueryError::Plan)?;
+    }
     let columns: Vec<String> = frame
         .schema()
         .fields()
@@ -79,17 +91,32 @@ async fn run_panel(
         .map(|f| f.name().clone())
         .collect();
     let batches = frame.collect().await.map_err(QueryError::Execution)?;
-    let mut rows = json_rows(&batches)?;
-    if report.name == "open-past-age" {
-        // The dashboard's table is the High and Critical ones.
-        if let Value::Array(list) = &mut rows {
-            list.retain(|r| r["severity"].as_f64().is_some_and(|s| s >= 7.0));
-        }
-    }
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    // Only the rows shown become JSON: a year of open findings is a long table.
+    let shown = if table_panel {
+        first_rows(&batches, TABLE_ROWS_SHOWN)
+    } else {
+        batches
+    };
+    let rows = json_rows(&shown)?;
     Ok((
         report.name.to_string(),
-        json!({ "title": report.summary, "columns": columns, "rows": rows }),
+        json!({ "title": report.summary, "columns": columns, "rows": rows, "total": total }),
     ))
+}
+
+fn first_rows(batches: &[RecordBatch], limit: usize) -> Vec<RecordBatch> {
+    let mut left = limit;
+    let mut out = Vec::new();
+    for batch in batches {
+        if left == 0 {
+            break;
+        }
+        let take = batch.num_rows().min(left);
+        out.push(batch.slice(0, take));
+        left -= take;
+    }
+    out
 }
 
 /// The columns the panels read (and the three `findings_latest` chooses versions by).
@@ -112,22 +139,25 @@ const COLUMNS: [&str; 16] = [
     "title",
 ];
 
-/// The rows every panel reads, scanned from the warehouse once: the panels' columns of
-/// `findings` under the filters on who and how severe, in memory, and `findings_latest`
-/// over them. Eleven panels each scanning the table cost eleven scans of it.
+/// The rows every panel reads, in memory: the panels' columns of every version, scanned
+/// from the warehouse once, and `findings_latest` over them, chosen once. Eleven panels
+/// each scanning the table cost eleven scans, and each choosing the newest versions again
+/// cost nine hash tables of every id; the panels now aggregate rows in memory.
 struct Tables {
     findings: Arc<MemTable>,
+    latest: Arc<MemTable>,
 }
 
 impl Tables {
-    async fn load(warehouse: &Warehouse, o: &ReportOptions) -> Result<Tables, QueryError> {
-        let (ctx, _) = crate::open_session(warehouse).await?;
+    /// Reads the versions that pass `prefilter`, which must keep or drop all the versions
+    /// of a finding alike ([`ReportOptions::where_filter`]).
+    async fn load(ctx: &SessionContext, prefilter: Option<Expr>) -> Result<Tables, QueryError> {
         let mut frame = ctx
             .table(crate::names::TABLE)
             .await
             .and_then(|t| t.select_columns(&COLUMNS))
             .map_err(QueryError::Plan)?;
-        if let Some(filter) = o.row_filter() {
+        if let Some(filter) = prefilter {
             frame = frame.filter(filter).map_err(QueryError::Plan)?;
         }
         let schema = Arc::new(frame.schema().as_arrow().clone());
@@ -135,36 +165,50 @@ impl Tables {
             .collect_partitioned()
             .await
             .map_err(QueryError::Execution)?;
-        let findings = MemTable::try_new(schema, partitions).map_err(QueryError::Plan)?;
-        Ok(Tables {
-            findings: Arc::new(findings),
-        })
+        let findings: Arc<MemTable> =
+            Arc::new(MemTable::try_new(schema.clone(), partitions).map_err(QueryError::Plan)?);
+
+        let latest_ctx = SessionContext::new_with_config(crate::session::session_config()?);
+        let all: Arc<dyn TableProvider> = findings.clone();
+        let newest = latest_ctx
+            .read_table(Arc::new(LatestTable { findings: all }))
+            .map_err(QueryError::Plan)?;
+        let batches = newest.collect().await.map_err(QueryError::Execution)?;
+        // Spread over the cores: the newest versions come out of one hash table.
+        let lanes = latest_ctx.copied_config().target_partitions().max(1);
+        let mut partitions = vec![Vec::new(); lanes];
+        for (i, batch) in batches.into_iter().enumerate() {
+            partitions[i % lanes].push(batch);
+        }
+        let latest = Arc::new(MemTable::try_new(schema, partitions).map_err(QueryError::Plan)?);
+        Ok(Tables { findings, latest })
     }
 
     fn session(&self) -> Result<SessionContext, QueryError> {
         let ctx = SessionContext::new_with_config(crate::session::session_config()?);
-        let findings: Arc<dyn TableProvider> = self.findings.clone();
-        ctx.register_table(crate::names::TABLE, findings.clone())
+        ctx.register_table(crate::names::TABLE, self.findings.clone())
             .map_err(QueryError::Plan)?;
-        ctx.register_table(
-            crate::names::LATEST_VIEW,
-            Arc::new(LatestTable { findings }),
-        )
-        .map_err(QueryError::Plan)?;
+        ctx.register_table(crate::names::LATEST_VIEW, self.latest.clone())
+            .map_err(QueryError::Plan)?;
         Ok(ctx)
+    }
+
+    async fn panels(
+        &self,
+        o: &ReportOptions,
+    ) -> Result<serde_json::Map<String, Value>, QueryError> {
+        let panels = panels()?;
+        let results = try_join_all(panels.iter().map(|r| run_panel(self, r, o))).await?;
+        Ok(results.into_iter().collect())
     }
 }
 
-/// Every panel's rows under `o`'s filters, as one JSON document.
-pub async fn dashboard_data(warehouse: &Warehouse, o: &ReportOptions) -> Result<Value, QueryError> {
-    let panels = panels()?;
-    let tables = Tables::load(warehouse, o).await?;
-    let results = try_join_all(panels.iter().map(|r| run_panel(&tables, r, o))).await?;
-    let mut map = serde_json::Map::new();
-    for (name, value) in results {
-        map.insert(name, value);
-    }
-    Ok(json!({
+fn document(
+    warehouse: &Warehouse,
+    o: &ReportOptions,
+    panels: serde_json::Map<String, Value>,
+) -> Value {
+    json!({
         "warehouse": warehouse.name(),
         "generated_at_ms": o.now_ms,
         "filters": {
@@ -174,14 +218,59 @@ pub async fn dashboard_data(warehouse: &Warehouse, o: &ReportOptions) -> Result<
             "regions": o.regions,
             "min_severity": o.min_severity,
         },
-        "panels": map,
-    }))
+        "panels": panels,
+    })
+}
+
+/// Every panel's rows under `o`'s filters, as one JSON document.
+pub async fn dashboard_data(warehouse: &Warehouse, o: &ReportOptions) -> Result<Value, QueryError> {
+    let (ctx, _) = crate::open_session(warehouse).await?;
+    let tables = Tables::load(&ctx, o.where_filter()).await?;
+    Ok(document(warehouse, o, tables.panels(o).await?))
+}
+
+/// `gdq serve`'s data: the warehouse's rows read once per table version and kept, so a new
+/// filter is answered from memory and only a new commit reads the table again.
+#[derive(Default)]
+pub struct LiveDashboard {
+    loaded: tokio::sync::Mutex<Option<(Option<u64>, Arc<Tables>)>>,
+}
+
+impl LiveDashboard {
+    /// Reads the table now, so the first page is answered from memory too.
+    pub async fn warm(&self, warehouse: &Warehouse) -> Result<(), QueryError> {
+        self.tables(warehouse).await.map(|_| ())
+    }
+
+    async fn tables(&self, warehouse: &Warehouse) -> Result<Arc<Tables>, QueryError> {
+        let snapshot = warehouse.snapshot().await.map_err(QueryError::Table)?;
+        let version = snapshot.as_ref().map(|s| s.version);
+        // Held while loading: requests that arrive meanwhile wait for this one read.
+        let mut loaded = self.loaded.lock().await;
+        if let Some((v, tables)) = loaded.as_ref()
+            && *v == version
+        {
+            return Ok(tables.clone());
+        }
+        let (ctx, _) = crate::session::open_session_at(warehouse, snapshot).await?;
+        let tables = Arc::new(Tables::load(&ctx, None).await?);
+        *loaded = Some((version, tables.clone()));
+        Ok(tables)
+    }
+
+    /// Every panel's rows under `o`'s filters, as [`dashboard_data`] gives them.
+    pub async fn data(
+        &self,
+        warehouse: &Warehouse,
+        o: &ReportOptions,
+    ) -> Result<Value, QueryError> {
+        let tables = self.tables(warehouse).await?;
+        Ok(document(warehouse, o, tables.panels(o).await?))
+    }
 }
 
 /// Rows of `batches` as JSON objects (timestamps as RFC 3339 text).
-fn json_rows(
-    batches: &[datafusion::arrow::record_batch::RecordBatch],
-) -> Result<Value, QueryError> {
+fn json_rows(batches: &[RecordBatch]) -> Result<Value, QueryError> {
     let mut writer = ArrayWriter::new(Vec::new());
     for batch in batches {
         writer

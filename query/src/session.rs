@@ -13,7 +13,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 use futures::StreamExt;
-use gdq_table::Warehouse;
+use gdq_table::{Snapshot, Warehouse};
 
 use crate::error::QueryError;
 use crate::format::{OutputFormat, ResultWriter};
@@ -61,11 +61,19 @@ pub(crate) fn session_config() -> Result<SessionConfig, QueryError> {
 pub async fn open_session(
     warehouse: &Warehouse,
 ) -> Result<(SessionContext, Option<String>), QueryError> {
+    let snapshot = warehouse.snapshot().await.map_err(QueryError::Table)?;
+    open_session_at(warehouse, snapshot).await
+}
+
+/// [`open_session`] over a snapshot the caller has read (`None`: no table yet).
+pub async fn open_session_at(
+    warehouse: &Warehouse,
+    snapshot: Option<Snapshot>,
+) -> Result<(SessionContext, Option<String>), QueryError> {
     let config = session_config()?;
     let mut ctx = SessionContext::new_with_config(config);
     datafusion_functions_json::register_all(&mut ctx).map_err(QueryError::Plan)?;
 
-    let snapshot = warehouse.snapshot().await.map_err(QueryError::Table)?;
     let warning = if let Some(snapshot) = snapshot {
         let store = warehouse.store().clone();
         let root = store.root_url();

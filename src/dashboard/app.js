@@ -134,8 +134,10 @@
       series: [{ type: 'bar', data: countries.map((r) => r.findings), itemStyle: { color: '#2b8a3e' } }] }, countries.length);
 
     const open = p['open-past-age'].rows;
-    const s8 = panel('open-past-age', 'Open High and Critical findings past their age limit', open.length + ' findings', true);
-    s8.dataset.rows = String(open.length);
+    const openTotal = p['open-past-age'].total;
+    const s8 = panel('open-past-age', 'Open High and Critical findings past their age limit', openTotal + ' findings' + (openTotal > open.length ? ' (the ' + open.length + ' most severe and oldest shown)' : ''), true);
+    s8.dataset.rows = String(openTotal);
+    s8.dataset.shown = String(open.length);
     const consoleLink = (c, r) => (c === 'id' && typeof r.console_url === 'string' && r.console_url.startsWith('https://console.aws.amazon.com/guardduty/')) ? r.console_url : null;
     s8.appendChild(el('div', { class: 'scroll' }, [table(['id', 'type', 'severity', 'account_id', 'region', 'created_at', 'title'], open, consoleLink)]));
 

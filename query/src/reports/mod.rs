@@ -249,15 +249,23 @@ impl ReportOptions {
 
     /// The filters on who and how severe (not on time), which every report applies.
     pub fn row_filter(&self) -> Option<Expr> {
+        let severity = self.min_severity.map(|min| col("severity").gt_eq(lit(min)));
+        self.where_filter()
+            .into_iter()
+            .chain(severity)
+            .reduce(Expr::and)
+    }
+
+    /// The filters on accounts and regions alone. Every version of a finding has the
+    /// finding's account and region, so these may select versions before the newest one is
+    /// chosen; a severity filter may not (a finding's severity changes between versions).
+    pub fn where_filter(&self) -> Option<Expr> {
         let mut parts = Vec::new();
         if !self.accounts.is_empty() {
             parts.push(col("account_id").in_list(self.accounts.iter().map(lit).collect(), false));
         }
         if !self.regions.is_empty() {
             parts.push(col("region").in_list(self.regions.iter().map(lit).collect(), false));
-        }
-        if let Some(min) = self.min_severity {
-            parts.push(col("severity").gt_eq(lit(min)));
         }
         parts.into_iter().reduce(Expr::and)
     }

@@ -4,12 +4,11 @@
 -- then the higher severity).
 with daily as (
   select date_trunc('day', updated_at) as day, id,
-         last_value(severity_label) over (
-           partition by date_trunc('day', updated_at), id order by updated_at, count, severity
-           rows between unbounded preceding and unbounded following) as severity_label
+         last_value(severity_label order by updated_at, count, severity) as severity_label
   from findings
+  group by date_trunc('day', updated_at), id
 )
-select day, severity_label, count(distinct id) as findings
+select day, severity_label, count(*) as findings
 from daily
 group by day, severity_label
 order by day, severity_label
