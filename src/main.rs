@@ -3,6 +3,7 @@
 //! Argument parsing and wiring only: the work lives in the `gdq-ingest`, `gdq-query` and
 //! `gdq-setup` crates, the table contract in `gdq-schemas`.
 
+mod allocator;
 mod choices;
 mod cli;
 mod dashboard;
@@ -17,12 +18,6 @@ mod shell;
 mod worker;
 
 use std::process::ExitCode;
-
-/// mimalloc instead of glibc's malloc: the ingest allocates and frees page buffers of 135
-/// open Parquet writers from two threads, which glibc's arenas fragment into hundreds of
-/// MiB of resident memory (docs/benchmarks.md has the measured numbers).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 
