@@ -47,42 +47,73 @@ const COUNTRIES: Report = Report {
     time: Time::Filter,
 };
 
-/// The panels, in page order: (panel id, report).
-fn panels() -> Result<Vec<&'static Report>, QueryError> {
-    let named = [
+/// A panel of the page: a report's rows, and what the dashboard does with them beyond the
+/// report.
+struct Panel {
+    report: &'static Report,
+    /// Keeps only the report's rows that pass (applied to its answer, so to each finding's
+    /// newest version where the report reads `findings_latest`).
+    keep: Option<fn() -> Expr>,
+    /// The most rows sent to the page; the panel gives the total beside them.
+    rows_shown: Option<usize>,
+}
+
+impl Panel {
+    const fn chart(report: &'static Report) -> Panel {
+        Panel {
+            report,
+            keep: None,
+            rows_shown: None,
+        }
+    }
+}
+
+fn high_or_critical() -> Expr {
+    col("severity").gt_eq(lit(7.0))
+}
+
+/// Rows the page shows of a table panel: a year of open findings is a long table.
+const TABLE_ROWS_SHOWN: usize = 500;
+
+/// The panels, in page order.
+fn panels() -> Result<Vec<Panel>, QueryError> {
+    let named =
+        |name: &str| find(name).ok_or_else(|| QueryError::Usage(format!("no report {name}")));
+    let mut out = vec![
+        Panel::chart(&TOTALS),
+        Panel::chart(&VERSIONS),
+        Panel::chart(&COUNTRIES),
+    ];
+    for name in [
         "daily-severity",
         "severity-bands",
         "top-types",
         "account-region",
         "resource-severity",
         "top-remote",
-        "open-past-age",
-        "new-types",
-    ];
-    let mut out = vec![&TOTALS, &VERSIONS, &COUNTRIES];
-    for name in named {
-        out.push(find(name).ok_or_else(|| QueryError::Usage(format!("no report {name}")))?);
+    ] {
+        out.push(Panel::chart(named(name)?));
     }
+    // The page's table: the High and Critical findings past their age limit.
+    out.push(Panel {
+        report: named("open-past-age")?,
+        keep: Some(high_or_critical),
+        rows_shown: Some(TABLE_ROWS_SHOWN),
+    });
+    out.push(Panel::chart(named("new-types")?));
     Ok(out)
 }
 
-/// Rows the page shows of a table panel; the panel gives the total beside them.
-const TABLE_ROWS_SHOWN: usize = 500;
-
 async fn run_panel(
     tables: &Tables,
-    report: &Report,
+    panel: &Panel,
     o: &ReportOptions,
 ) -> Result<(String, Value), QueryError> {
     // Each report scopes its own session's tables; the rows they read are in memory.
     let ctx = tables.session()?;
-    let mut frame = report_frame(&ctx, report, o).await?;
-    let table_panel = report.name == "open-past-age";
-    if table_panel {
-        // The dashboard's table is the High and Critical ones.
-        frame = frame
-            .filter(col("severity").gt_eq(lit(7.0)))
-            .map_err(QueryError::Plan)?;
+    let mut frame = report_frame(&ctx, panel.report, o).await?;
+    if let Some(keep) = panel.keep {
+        frame = frame.filter(keep()).map_err(QueryError::Plan)?;
     }
     let columns: Vec<String> = frame
         .schema()
@@ -92,16 +123,15 @@ async fn run_panel(
         .collect();
     let batches = frame.collect().await.map_err(QueryError::Execution)?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    // Only the rows shown become JSON: a year of open findings is a long table.
-    let shown = if table_panel {
-        first_rows(&batches, TABLE_ROWS_SHOWN)
-    } else {
-        batches
+    // Only the rows shown become JSON.
+    let shown = match panel.rows_shown {
+        Some(limit) => first_rows(&batches, limit),
+        None => batches,
     };
     let rows = json_rows(&shown)?;
     Ok((
-        report.name.to_string(),
-        json!({ "title": report.summary, "columns": columns, "rows": rows, "total": total }),
+        panel.report.name.to_string(),
+        json!({ "title": panel.report.summary, "columns": columns, "rows": rows, "total": total }),
     ))
 }
 
@@ -198,7 +228,7 @@ impl Tables {
         o: &ReportOptions,
     ) -> Result<serde_json::Map<String, Value>, QueryError> {
         let panels = panels()?;
-        let results = try_join_all(panels.iter().map(|r| run_panel(self, r, o))).await?;
+        let results = try_join_all(panels.iter().map(|p| run_panel(self, p, o))).await?;
         Ok(results.into_iter().collect())
     }
 }

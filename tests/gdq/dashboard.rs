@@ -227,6 +227,32 @@ fn a_screenshot_of_the_dashboard_over_the_bundled_exports() {
     eprintln!("dashboard screenshot: {}", shot.display());
 }
 
+/// One finding exported twice: High first, Low at its newest version, both long past
+/// their age limits.
+const DOWNGRADED: &str = "downgraded00000000000000000000001";
+
+fn downgraded_export(dir: &Path) {
+    let version = |severity: f64, updated: &str| {
+        serde_json::json!({
+            "id": DOWNGRADED,
+            "type": "Recon:EC2/PortProbeUnprotectedPort",
+            "accountId": "888888888888",
+            "region": "us-east-1",
+            "severity": severity,
+            "createdAt": "2024-03-01T00:00:00.000Z",
+            "updatedAt": updated,
+            "title": "downgraded",
+            "service": {"count": 1, "archived": false},
+        })
+    };
+    let lines = format!(
+        "{}\n{}\n",
+        version(8.0, "2024-03-01T00:05:00.000Z"),
+        version(2.0, "2024-03-02T00:05:00.000Z")
+    );
+    std::fs::write(dir.join("downgraded.jsonl"), lines).unwrap();
+}
+
 fn get(addr: &str, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     write!(
@@ -244,7 +270,14 @@ fn get(addr: &str, path: &str) -> (String, String) {
 fn serve_answers_a_filter_and_a_query_on_loopback() {
     let work = tempdir();
     let wh = work.path().join("wh");
-    assert!(ingest(&wh, &[&testdata("exports")]).status.success());
+    let downgraded = work.path().join("downgraded");
+    std::fs::create_dir_all(&downgraded).unwrap();
+    downgraded_export(&downgraded);
+    assert!(
+        ingest(&wh, &[&testdata("exports"), &downgraded])
+            .status
+            .success()
+    );
     let mut child = gdq(&wh)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
@@ -271,6 +304,33 @@ fn serve_answers_a_filter_and_a_query_on_loopback() {
             &wh,
             "select count(*) from findings_latest where severity >= 7 and region = 'us-east-1'"
         ))
+    );
+    // The open-findings table keeps High and Critical by each finding's newest version: a
+    // finding once High, now Low, is not in it (the report itself lists it, as Low).
+    let (_, body) = get(&addr, "/api/dashboard");
+    let data: Value = serde_json::from_str(&body).unwrap();
+    let open = &data["panels"]["open-past-age"];
+    assert_eq!(
+        open["total"].as_u64(),
+        Some(sql_count(
+            &wh,
+            "select count(*) from findings_latest where severity >= 7 and not archived \
+             and created_at < now() - interval '1 day'"
+        ))
+    );
+    let ids: Vec<&str> = open["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(!ids.is_empty() && !ids.contains(&DOWNGRADED), "{ids:?}");
+    let listed = run(gdq(&wh).args(["report", "open-past-age", "--format", "csv"]));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.starts_with(DOWNGRADED) && l.contains("Low")),
+        "the report lists it as Low"
     );
     let (_, body) = get(
         &addr,
