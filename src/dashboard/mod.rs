@@ -8,10 +8,12 @@ use sha2::{Digest, Sha256};
 
 const PAGE: &str = include_str!("page.html");
 const APP: &str = include_str!("app.js");
-/// Apache ECharts 6.1.0 from the npm registry (scripts/vendor-echarts; Apache-2.0, see
-/// assets/ECHARTS-LICENSE and assets/ECHARTS-NOTICE).
+/// Apache ECharts 6.1.0 and zrender 6.1.0 from the npm registry, the parts the page uses
+/// (scripts/vendor-echarts; Apache-2.0 and BSD-3-Clause, see assets/ECHARTS-LICENSE,
+/// assets/ECHARTS-NOTICE and assets/ZRENDER-LICENSE).
 const ECHARTS: &str = include_str!("assets/echarts.min.js");
-const ECHARTS_LICENSE: &str = include_str!("assets/ECHARTS-NOTICE");
+const ECHARTS_NOTICE: &str = include_str!("assets/ECHARTS-NOTICE");
+const ZRENDER_LICENSE: &str = include_str!("assets/ZRENDER-LICENSE");
 
 /// JSON that cannot end the `<script>` element it sits in: every `<` is written `\u003c`
 /// (findings' text may hold `</script>`), which JSON reads back as the same character.
@@ -30,10 +32,13 @@ fn csp_hash(script: &str) -> String {
 /// The page over `data` (`gdq_query::dashboard::dashboard_data`); `live` adds the filters
 /// and the SQL box, which ask `gdq serve` for new data.
 pub fn page(data: &Value, live: bool) -> String {
-    let echarts = format!(
-        "/*! {} */\n{ECHARTS}",
-        ECHARTS_LICENSE.trim().replace("*/", "* /")
+    // The notices travel with the code they are for, in every page written.
+    let notices = format!(
+        "{}\n\nzrender:\n{}",
+        ECHARTS_NOTICE.trim(),
+        ZRENDER_LICENSE.trim()
     );
+    let echarts = format!("/*! {} */\n{ECHARTS}", notices.replace("*/", "* /"));
     // Only the page's own two scripts may run: the policy names them by hash.
     let policy = format!("script-src {} {}", csp_hash(&echarts), csp_hash(APP));
     // The data goes in last and once: text from findings is never searched for placeholders.
