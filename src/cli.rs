@@ -502,7 +502,7 @@ fn query(warehouse: &str, args: QueryArgs, format: OutputFormat) -> Result<ExitC
 
 /// Runs `sql` over the warehouse's newest snapshot and streams the results to stdout.
 fn print_query(warehouse: &str, sql: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
-    crate::allocator::purge_freed_memory_at_once();
+    crate::allocator::purge_freed_memory_when_long_running();
     runtime()?.block_on(async {
         let warehouse = Warehouse::open(warehouse).await.map_err(table_failure)?;
         let (ctx, warning) = open_session(&warehouse).await.map_err(query_failure)?;

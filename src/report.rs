@@ -94,7 +94,7 @@ fn options(args: &ReportArgs) -> Result<ReportOptions, Failure> {
 }
 
 pub fn run(warehouse: &str, args: ReportArgs, format: OutputFormat) -> Result<ExitCode, Failure> {
-    crate::allocator::purge_freed_memory_at_once();
+    crate::allocator::purge_freed_memory_when_long_running();
     let Some(name) = &args.name else {
         let mut out = Stdout::lock();
         let width = REPORTS.iter().map(|r| r.name.len()).max().unwrap_or(0);
