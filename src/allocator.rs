@@ -16,13 +16,12 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// ten times that for arenas), once the command has run for [`LONG_RUNNING`]. A streamed
 /// query frees each batch once it is printed; with the delay, the freed batches of a fast
 /// scan stay resident (`select *` as ndjson over 1M findings peaked at 535 MiB with it,
-/// 320 MiB without: docs/benchmarks.md). A short query is the other way round: it frees and
-/// allocates the same pages file after file, and purging them at once made it fault and zero
-/// them again each time (a fifth of a 0.1 s `group by type`'s CPU was the kernel clearing
-/// pages; with the timer it runs in 0.77x the wall time). So the delay stays for the first
-/// [`LONG_RUNNING`], which short queries end in.
-/// The option's number is mimalloc 2's; the crate builds mimalloc 2 unless its `v3` feature
-/// is on. The ingest keeps the delay: it reuses what it frees within milliseconds.
+/// 353 MiB with this: docs/benchmarks.md). A short query is the other way round: it frees
+/// and allocates the same pages file after file, and purging them at once made it fault and
+/// zero them again each time (a fifth of a 0.1 s `group by type`'s CPU was the kernel
+/// clearing pages; with the timer it runs in 0.77x the wall time). So the delay stays for
+/// the first [`LONG_RUNNING`], which short queries end in. The ingest keeps the delay: it
+/// reuses what it frees within milliseconds.
 pub fn purge_freed_memory_when_long_running() {
     // A detached timer: the process may end before it fires, which is the point.
     let spawned = std::thread::Builder::new()
@@ -39,7 +38,9 @@ pub fn purge_freed_memory_when_long_running() {
 /// How long a command runs before freed memory goes back to the OS at once.
 const LONG_RUNNING: Duration = Duration::from_millis(250);
 
-fn purge_freed_memory_at_once() {
+/// Gives freed pages back to the OS at once from now on. The option's number is mimalloc 2's;
+/// the crate builds mimalloc 2 unless its `v3` feature is on.
+pub fn purge_freed_memory_at_once() {
     // SAFETY: sets one integer option; mimalloc reads options atomically on every purge.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
 }

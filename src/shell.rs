@@ -97,7 +97,9 @@ impl Shell {
 
 /// Runs the shell until `\q` or end of input.
 pub fn run(warehouse: &str, format: OutputFormat) -> Result<ExitCode, Failure> {
-    crate::allocator::purge_freed_memory_when_long_running();
+    // A session is long-running from the start: a 250 ms timer would fire before its second
+    // query anyway.
+    crate::allocator::purge_freed_memory_at_once();
     let runtime = runtime()?;
     runtime.block_on(async {
         let location = gdq_table::Warehouse::open(warehouse)
