@@ -66,8 +66,12 @@ fn a_crash_at_each_commit_step_then_a_rerun_gives_the_uninterrupted_rows() {
 
 #[test]
 fn sigkill_at_any_moment_then_a_rerun_gives_the_uninterrupted_rows() {
+    use std::os::unix::process::ExitStatusExt;
     let expected = reference();
-    for delay_ms in [5, 40, 120, 250, 500] {
+    let total: u64 = expected.len().try_into().unwrap();
+    // Kills that landed while the ingest ran, and those of them after some of its commits.
+    let (mut landed, mut between_commits) = (Vec::new(), Vec::new());
+    for delay_ms in [5, 40, 120, 250, 500, 1500] {
         let wh = tempdir();
         let mut child = gdq(wh.path())
             .args(["ingest", "--commit-mib", "0", "--threads", "2"])
@@ -77,7 +81,13 @@ fn sigkill_at_any_moment_then_a_rerun_gives_the_uninterrupted_rows() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
-        let _ = child.wait();
+        if child.wait().unwrap().signal() == Some(SIGKILL) {
+            landed.push(delay_ms);
+            let visible = sql_count(wh.path(), "select count(*) from findings");
+            if visible > 0 && visible < total {
+                between_commits.push(delay_ms);
+            }
+        }
         let rerun = ingest(wh.path(), &[&testdata("exports")]);
         assert!(
             rerun.status.success(),
@@ -90,4 +100,11 @@ fn sigkill_at_any_moment_then_a_rerun_gives_the_uninterrupted_rows() {
             "after kill at {delay_ms} ms"
         );
     }
+    assert!(
+        !between_commits.is_empty(),
+        "no kill landed between two commits (kills that landed: {landed:?} ms)"
+    );
 }
+
+/// SIGKILL's number on every Unix gdq builds for.
+const SIGKILL: i32 = 9;
